@@ -1,0 +1,261 @@
+//! Configuration from the environment, read once at start-up.
+
+use std::time::Duration;
+
+use realtime_core::fanout::FanoutPolicy;
+use realtime_core::Settings;
+
+/// A variable is missing or unusable. The message names the variable.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    /// A variable does not parse or is out of range.
+    #[error("environment variable {name}={value:?} is not valid: expected {expected}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+}
+
+/// Where data lives and how long it is kept (every handler).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `CONNECTIONS_TABLE`: connections and room memberships.
+    pub connections_table: String,
+    /// `AUDIT_TABLE`: the audit log.
+    pub audit_table: String,
+    /// `AUDIT_RETENTION_DAYS` and the optional `CONNECTION_TTL_SECONDS` (at least 7200).
+    pub settings: Settings,
+    /// `SDK_TIMEOUT_MS` (default 3000): the limit on every AWS call.
+    pub sdk_timeout: Duration,
+}
+
+/// How to reach clients (the message handler only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifierConfig {
+    /// `CALLBACK_URL`: the @connections endpoint, `https://{api}.execute-api.{region}.amazonaws.com/{stage}`.
+    pub callback_url: String,
+}
+
+impl StoreConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Settings::default();
+        let audit_days: i64 = required_number(&lookup, "AUDIT_RETENTION_DAYS", 1, 36_500)?;
+        let ttl_seconds: i64 = optional_number(
+            &lookup,
+            "CONNECTION_TTL_SECONDS",
+            defaults.connection_ttl.num_seconds(),
+            realtime_core::app::MIN_CONNECTION_TTL.num_seconds(),
+            30 * 24 * 3600,
+        )?;
+        let concurrency: i64 = optional_number(
+            &lookup,
+            "FANOUT_CONCURRENCY",
+            defaults.fanout.concurrency as i64,
+            1,
+            1024,
+        )?;
+        let timeout_ms: i64 = optional_number(&lookup, "SDK_TIMEOUT_MS", 3000, 100, 29_000)?;
+        Ok(Self {
+            connections_table: required(&lookup, "CONNECTIONS_TABLE")?,
+            audit_table: required(&lookup, "AUDIT_TABLE")?,
+            settings: Settings {
+                connection_ttl: chrono::Duration::seconds(ttl_seconds),
+                audit_retention: chrono::Duration::days(audit_days),
+                fanout: FanoutPolicy {
+                    concurrency: concurrency as usize,
+                    ..defaults.fanout
+                },
+            },
+            sdk_timeout: Duration::from_millis(timeout_ms as u64),
+        })
+    }
+}
+
+impl NotifierConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let callback_url = required(&lookup, "CALLBACK_URL")?;
+        if !(callback_url.starts_with("https://") || callback_url.starts_with("http://")) {
+            return Err(ConfigError::Invalid {
+                name: "CALLBACK_URL",
+                value: callback_url,
+                expected: "an http(s) URL ending in the stage, e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/dev",
+            });
+        }
+        Ok(Self {
+            callback_url: callback_url.trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+fn required(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<String, ConfigError> {
+    match lookup(name) {
+        Some(value) if !value.trim().is_empty() => Ok(value),
+        _ => Err(ConfigError::Missing(name)),
+    }
+}
+
+fn required_number(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    min: i64,
+    max: i64,
+) -> Result<i64, ConfigError> {
+    let value = required(lookup, name)?;
+    parse_number(name, value, min, max)
+}
+
+fn optional_number(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<i64, ConfigError> {
+    match lookup(name) {
+        Some(value) if !value.trim().is_empty() => parse_number(name, value, min, max),
+        _ => Ok(default),
+    }
+}
+
+fn parse_number(name: &'static str, value: String, min: i64, max: i64) -> Result<i64, ConfigError> {
+    match value.trim().parse::<i64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(ConfigError::Invalid {
+            name,
+            value,
+            expected: bounds_text(name),
+        }),
+    }
+}
+
+/// The accepted range of each numeric variable, for error messages.
+fn bounds_text(name: &str) -> &'static str {
+    match name {
+        "AUDIT_RETENTION_DAYS" => "a whole number of days from 1 to 36500",
+        "CONNECTION_TTL_SECONDS" => {
+            "a whole number of seconds from 7200 (API Gateway's 2 h limit) to 2592000"
+        }
+        "FANOUT_CONCURRENCY" => "a whole number from 1 to 1024",
+        "SDK_TIMEOUT_MS" => "a whole number of milliseconds from 100 to 29000",
+        _ => "a whole number in range",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("CONNECTIONS_TABLE", "c"),
+        ("AUDIT_TABLE", "a"),
+        ("AUDIT_RETENTION_DAYS", "7"),
+    ];
+
+    #[test]
+    fn reads_required_and_defaults() {
+        let config = StoreConfig::from_lookup(env(BASE)).expect("valid");
+        assert_eq!(config.connections_table, "c");
+        assert_eq!(config.audit_table, "a");
+        assert_eq!(config.settings.audit_retention, chrono::Duration::days(7));
+        assert_eq!(config.settings.connection_ttl, chrono::Duration::hours(3));
+        assert_eq!(config.settings.fanout.concurrency, 64);
+        assert_eq!(config.sdk_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn names_each_missing_variable() {
+        for missing in ["CONNECTIONS_TABLE", "AUDIT_TABLE", "AUDIT_RETENTION_DAYS"] {
+            let pairs: Vec<_> = BASE
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
+            let err = StoreConfig::from_lookup(env(&pairs)).expect_err("missing");
+            assert_eq!(err, ConfigError::Missing(missing));
+            assert!(err.to_string().contains(missing));
+        }
+        let err = NotifierConfig::from_lookup(env(&[])).expect_err("missing");
+        assert_eq!(
+            err.to_string(),
+            "environment variable CALLBACK_URL is not set"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_numbers_with_the_valid_range() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("FANOUT_CONCURRENCY", "0"));
+        let err = StoreConfig::from_lookup(env(&pairs)).expect_err("zero");
+        assert!(
+            err.to_string().contains("FANOUT_CONCURRENCY=\"0\""),
+            "{err}"
+        );
+        assert!(err.to_string().contains("1 to 1024"), "{err}");
+
+        let mut pairs = BASE.to_vec();
+        pairs.push(("CONNECTION_TTL_SECONDS", "3600"));
+        let err = StoreConfig::from_lookup(env(&pairs)).expect_err("below 2 h");
+        assert!(err.to_string().contains("7200"), "{err}");
+
+        let pairs = [
+            ("CONNECTIONS_TABLE", "c"),
+            ("AUDIT_TABLE", "a"),
+            ("AUDIT_RETENTION_DAYS", "week"),
+        ];
+        assert!(matches!(
+            StoreConfig::from_lookup(env(&pairs)),
+            Err(ConfigError::Invalid {
+                name: "AUDIT_RETENTION_DAYS",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn callback_url_must_be_http_and_loses_its_trailing_slash() {
+        let config =
+            NotifierConfig::from_lookup(env(&[("CALLBACK_URL", "http://127.0.0.1:3001/dev/")]))
+                .expect("valid");
+        assert_eq!(config.callback_url, "http://127.0.0.1:3001/dev");
+        let err =
+            NotifierConfig::from_lookup(env(&[("CALLBACK_URL", "wss://x/dev")])).expect_err("ws");
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                name: "CALLBACK_URL",
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,130 @@
+//! API Gateway WebSocket events in, use cases called, proxy responses out.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use realtime_core::{AppError, Caller, ConnectionId, Messaging, Ports};
+use tracing::Instrument;
+
+/// A handler could not do its job; Lambda reports it as a failed invocation.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The event lacks a field API Gateway always sends.
+    #[error("the event has no requestContext.{0}")]
+    BadEvent(&'static str),
+    /// A use case failed (storage).
+    #[error(transparent)]
+    App(#[from] AppError),
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(error: HandlerError) -> Self {
+        let error_type = match error {
+            HandlerError::BadEvent(_) => "BadEvent",
+            HandlerError::App(_) => "StorageError",
+        };
+        Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// Who sent the event. The user comes only from the authorizer's result, which API Gateway
+/// attaches to every event of the connection: never from the message body.
+pub fn caller(event: &ApiGatewayWebsocketProxyRequest) -> Result<Caller, HandlerError> {
+    let context = &event.request_context;
+    let connection_id = context
+        .connection_id
+        .clone()
+        .filter(|id| !id.is_empty())
+        .ok_or(HandlerError::BadEvent("connectionId"))?;
+    let user = context
+        .authorizer
+        .fields
+        .get("principalId")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    Ok(Caller {
+        connection_id: ConnectionId::from(connection_id),
+        request_id: context.request_id.clone().unwrap_or_default(),
+        user,
+    })
+}
+
+/// The span every log line of one event is written in: connection and request ids.
+fn span(event: &ApiGatewayWebsocketProxyRequest, aws_request_id: &str) -> tracing::Span {
+    let context = &event.request_context;
+    tracing::info_span!(
+        "event",
+        route = context.route_key.as_deref().unwrap_or_default(),
+        connection_id = context.connection_id.as_deref().unwrap_or_default(),
+        request_id = context.request_id.as_deref().unwrap_or_default(),
+        aws_request_id,
+    )
+}
+
+fn ok() -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = 200;
+    response
+}
+
+/// `$connect`: a 200 accepts the socket; an error rejects the upgrade.
+pub async fn connect(
+    ports: &Ports,
+    event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let span = span(&event.payload, &event.context.request_id);
+    async {
+        let caller = caller(&event.payload)?;
+        ports
+            .connect(&caller)
+            .await
+            .inspect_err(|e| tracing::error!(error = %e, "connect failed"))?;
+        tracing::info!(user = caller.user.as_deref(), "connected");
+        Ok(ok())
+    }
+    .instrument(span)
+    .await
+}
+
+/// `$disconnect`: forget the connection (best effort by API Gateway; TTL covers the rest).
+pub async fn disconnect(
+    ports: &Ports,
+    event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let span = span(&event.payload, &event.context.request_id);
+    async {
+        let caller = caller(&event.payload)?;
+        let context = &event.payload.request_context;
+        ports
+            .disconnect(
+                &caller,
+                context.disconnect_status_code,
+                context.disconnect_reason.clone(),
+            )
+            .await
+            .inspect_err(|e| tracing::error!(error = %e, "disconnect failed"))?;
+        tracing::info!(status_code = context.disconnect_status_code, "disconnected");
+        Ok(ok())
+    }
+    .instrument(span)
+    .await
+}
+
+/// Every MESSAGE route (`$default` and each action): replies go through @connections.
+pub async fn message(
+    messaging: &Messaging,
+    event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let span = span(&event.payload, &event.context.request_id);
+    async {
+        let caller = caller(&event.payload)?;
+        let body = event.payload.body.as_deref().unwrap_or_default();
+        let outcome = messaging.on_message(&caller, body).await;
+        tracing::info!(action = outcome.action, error = ?outcome.error, size = body.len(), "handled");
+        Ok(ok())
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,265 @@
+//! The DynamoDB adapters against AWS's DynamoDB Local.
+
+mod support;
+
+use chrono::{Duration, Timelike, Utc};
+use realtime_aws::dynamodb::{DynamoAudit, DynamoStore};
+use realtime_core::ports::{AuditLog, ConnectionStore};
+use realtime_core::{AuditEntry, AuditEvent, ChatMessage, Connection, ConnectionId, Room};
+
+fn room(name: &str) -> Room {
+    Room::parse(name).expect("valid room")
+}
+
+fn id(s: &str) -> ConnectionId {
+    ConnectionId::from(s)
+}
+
+/// The real time: DynamoDB Local's TTL deletes items whose `expiresAt` is past by the wall
+/// clock, so test data must expire in the real future.
+fn now() -> chrono::DateTime<Utc> {
+    Utc::now().with_nanosecond(0).expect("valid")
+}
+
+fn connection(name: &str, user: Option<&str>) -> Connection {
+    Connection {
+        id: id(name),
+        user: user.map(str::to_owned),
+        connected_at: now(),
+        expires_at: now() + Duration::hours(3),
+    }
+}
+
+async fn store() -> (support::Db, DynamoStore) {
+    let db = support::db().await;
+    let table = support::table(&db.client, "connections").await;
+    let store = DynamoStore::new(db.client.clone(), table);
+    (db, store)
+}
+
+#[tokio::test]
+async fn add_join_leave_members_rooms_and_forget() {
+    let (_db, store) = store().await;
+    let lobby = Room::lobby();
+    // Ids like API Gateway's, with the characters that need care in keys and URLs.
+    let (a, b) = (id("L0SM9cOFvHcCIhw="), id("a+b/c="));
+    store
+        .add(&connection(a.as_str(), Some("alice")), &lobby)
+        .await
+        .expect("add a");
+    store
+        .add(&connection(b.as_str(), None), &lobby)
+        .await
+        .expect("add b");
+
+    let mut members = store.members(&lobby, now()).await.expect("members");
+    members.sort();
+    assert_eq!(members, vec![a.clone(), b.clone()]);
+
+    let expires = now() + Duration::hours(3);
+    store.join(&a, &room("r1"), expires).await.expect("join");
+    store
+        .join(&a, &room("r1"), expires)
+        .await
+        .expect("join twice is fine");
+    store.join(&a, &room("r0"), expires).await.expect("join");
+    assert_eq!(
+        store.rooms_of(&a, now()).await.expect("rooms"),
+        vec![room("lobby"), room("r0"), room("r1")]
+    );
+    assert_eq!(
+        store.members(&room("r1"), now()).await.expect("members"),
+        vec![a.clone()]
+    );
+
+    store.leave(&a, &room("r1")).await.expect("leave");
+    store
+        .leave(&a, &room("r1"))
+        .await
+        .expect("leaving twice is fine");
+    assert!(store
+        .members(&room("r1"), now())
+        .await
+        .expect("members")
+        .is_empty());
+    assert_eq!(
+        store.rooms_of(&a, now()).await.expect("rooms"),
+        vec![room("lobby"), room("r0")]
+    );
+
+    store.forget(&a).await.expect("forget");
+    assert_eq!(
+        store.members(&lobby, now()).await.expect("members"),
+        vec![b.clone()],
+        "only a is gone"
+    );
+    assert!(store
+        .members(&room("r0"), now())
+        .await
+        .expect("members")
+        .is_empty());
+    assert!(store.rooms_of(&a, now()).await.expect("rooms").is_empty());
+    store.forget(&a).await.expect("forgetting twice is fine");
+}
+
+#[tokio::test]
+async fn expired_records_are_not_members_even_before_ttl_deletes_them() {
+    let (_db, store) = store().await;
+    let a = id("A");
+    store
+        .add(&connection("A", None), &Room::lobby())
+        .await
+        .expect("add");
+    let later = now() + Duration::hours(4);
+    assert!(store
+        .members(&Room::lobby(), later)
+        .await
+        .expect("members")
+        .is_empty());
+    assert!(store.rooms_of(&a, later).await.expect("rooms").is_empty());
+}
+
+#[tokio::test]
+async fn forget_handles_more_memberships_than_one_batch() {
+    let (_db, store) = store().await;
+    let a = id("A");
+    store
+        .add(&connection("A", None), &Room::lobby())
+        .await
+        .expect("add");
+    for i in 0..30 {
+        store
+            .join(&a, &room(&format!("r{i}")), now() + Duration::hours(3))
+            .await
+            .expect("join");
+    }
+    assert_eq!(store.rooms_of(&a, now()).await.expect("rooms").len(), 31);
+    store.forget(&a).await.expect("forget 63 items");
+    assert!(store.rooms_of(&a, now()).await.expect("rooms").is_empty());
+    assert!(store
+        .members(&room("r29"), now())
+        .await
+        .expect("members")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_large_room_pages_through_every_member() {
+    let (_db, store) = store().await;
+    let big = room("big");
+    // Enough members that the membership query needs more than one page (1 MB pages would
+    // not split this; the paginator still must be used, so check the count exactly).
+    let futures = (0..300).map(|i| {
+        let store = store.clone();
+        let big = big.clone();
+        async move {
+            store
+                .join(
+                    &id(&format!("member-{i:04}")),
+                    &big,
+                    now() + Duration::hours(3),
+                )
+                .await
+        }
+    });
+    for result in futures::future::join_all(futures).await {
+        result.expect("join");
+    }
+    assert_eq!(
+        store.members(&big, now()).await.expect("members").len(),
+        300
+    );
+}
+
+fn message_entry(
+    base: chrono::DateTime<Utc>,
+    at_secs: i64,
+    text: &str,
+    room_name: &str,
+) -> AuditEntry {
+    let at = base + Duration::seconds(at_secs);
+    let message = ChatMessage {
+        room: Some(room(room_name)),
+        text: text.to_owned(),
+        from: id("A"),
+        user: Some("alice".into()),
+        id: format!("id-{at_secs}"),
+        sent_at: realtime_core::model::iso8601(at),
+        direct: false,
+    };
+    AuditEntry {
+        id: message.id.clone(),
+        at,
+        connection_id: id("A"),
+        user: Some("alice".into()),
+        route: "sendmessage".into(),
+        size: text.len(),
+        event: AuditEvent::Message(message),
+        expires_at: at + Duration::days(7),
+    }
+}
+
+#[tokio::test]
+async fn history_reads_the_last_messages_of_one_room_oldest_first() {
+    let db = support::db().await;
+    let table = support::table(&db.client, "audit").await;
+    let audit = DynamoAudit::new(db.client.clone(), table);
+    let base = now();
+    for i in 0..8 {
+        audit
+            .record(&message_entry(base, i, &format!("m{i}"), "r1"))
+            .await
+            .expect("record");
+    }
+    audit
+        .record(&message_entry(base, 20, "elsewhere", "r2"))
+        .await
+        .expect("record");
+    let mut connect = message_entry(base, 30, "", "r1");
+    connect.event = AuditEvent::Connect;
+    audit.record(&connect).await.expect("record connect");
+
+    let recent = audit
+        .recent_messages(&room("r1"), 3, base)
+        .await
+        .expect("history");
+    let texts: Vec<_> = recent.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["m5", "m6", "m7"]);
+    assert_eq!(
+        recent[2],
+        match message_entry(base, 7, "m7", "r1").event {
+            AuditEvent::Message(m) => m,
+            _ => unreachable!(),
+        }
+    );
+    assert_eq!(
+        audit
+            .recent_messages(&room("r1"), 100, base)
+            .await
+            .expect("history")
+            .len(),
+        8
+    );
+    assert!(audit
+        .recent_messages(&room("empty"), 20, now())
+        .await
+        .expect("history")
+        .is_empty());
+    let past_retention = base + Duration::days(8);
+    assert!(audit
+        .recent_messages(&room("r1"), 20, past_retention)
+        .await
+        .expect("history")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn storage_errors_name_the_operation() {
+    let db = support::db().await;
+    let store = DynamoStore::new(db.client.clone(), "no-such-table");
+    let err = store
+        .members(&Room::lobby(), now())
+        .await
+        .expect_err("missing table");
+    assert!(err.to_string().starts_with("members failed"), "{err}");
+}

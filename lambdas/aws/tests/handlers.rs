@@ -1,0 +1,265 @@
+//! The handlers on real captured API Gateway events, over DynamoDB Local and a loopback
+//! @connections API: every action of the protocol, end to end below the gateway.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use lambda_runtime::{Context, LambdaEvent};
+use realtime_aws::dynamodb::{DynamoAudit, DynamoStore};
+use realtime_aws::notifier::ApiGatewayNotifier;
+use realtime_aws::{clients, handlers};
+use realtime_core::ports::{RandomIds, SystemClock};
+use realtime_core::{Messaging, Ports, Settings};
+use serde_json::{json, Value};
+use support::{Behaviour, Connections};
+
+fn fixture(name: &str) -> ApiGatewayWebsocketProxyRequest {
+    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("fixture exists");
+    serde_json::from_str(&text).expect("fixture parses as a WebSocket event")
+}
+
+fn event(payload: ApiGatewayWebsocketProxyRequest) -> LambdaEvent<ApiGatewayWebsocketProxyRequest> {
+    LambdaEvent::new(payload, Context::default())
+}
+
+struct Harness {
+    _db: support::Db,
+    api: Arc<Connections>,
+    messaging: Messaging,
+}
+
+async fn harness() -> Harness {
+    let db = support::db().await;
+    let connections = support::table(&db.client, "connections").await;
+    let audit = support::table(&db.client, "audit").await;
+    let (api, url) = support::connections_api().await;
+    let sdk = clients::local_sdk_config(Duration::from_secs(5)).await;
+    let ports = Ports {
+        store: Arc::new(DynamoStore::new(db.client.clone(), connections)),
+        audit: Arc::new(DynamoAudit::new(db.client.clone(), audit)),
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(RandomIds),
+        settings: Settings::default(),
+    };
+    let notifier = ApiGatewayNotifier::new(clients::management(&sdk, &url, Duration::from_secs(5)));
+    Harness {
+        _db: db,
+        api,
+        messaging: Messaging::new(ports, Arc::new(notifier)),
+    }
+}
+
+impl Harness {
+    async fn connect(&self, id: &str, user: Option<&str>) {
+        let mut payload = fixture("connect");
+        payload.request_context.connection_id = Some(id.to_owned());
+        payload.request_context.authorizer.fields.clear();
+        if let Some(user) = user {
+            payload
+                .request_context
+                .authorizer
+                .fields
+                .insert("principalId".into(), json!(user));
+        }
+        let response = handlers::connect(self.messaging.ports(), event(payload))
+            .await
+            .expect("connect");
+        assert_eq!(response.status_code, 200);
+    }
+
+    async fn send(&self, id: &str, body: Value) {
+        let mut payload = fixture("message");
+        payload.request_context.connection_id = Some(id.to_owned());
+        payload.request_context.request_id = Some(format!("req-{id}"));
+        payload.body = Some(body.to_string());
+        let response = handlers::message(&self.messaging, event(payload))
+            .await
+            .expect("message");
+        assert_eq!(response.status_code, 200);
+    }
+
+    fn last(&self, id: &str) -> Value {
+        self.api.last_to(id)
+    }
+}
+
+#[tokio::test]
+async fn the_captured_connect_event_stores_the_authorizer_principal() {
+    let h = harness().await;
+    let response = handlers::connect(h.messaging.ports(), event(fixture("connect")))
+        .await
+        .expect("connect");
+    assert_eq!(response.status_code, 200);
+    h.send("TWegAcC4EowCHnA=", json!({"action": "whoami"}))
+        .await;
+    // The captured event carries `principalId: admin` from its authorizer. `whoami` of the
+    // MESSAGE fixture has no authorizer, but membership is the stored one.
+    assert_eq!(h.last("TWegAcC4EowCHnA=")["rooms"], json!(["lobby"]));
+}
+
+#[tokio::test]
+async fn every_action_works_against_dynamodb_local() {
+    let h = harness().await;
+    h.connect("alice=", Some("alice")).await;
+    h.connect("bob+/", Some("bob")).await;
+
+    h.send("alice=", json!({"action": "ping"})).await;
+    assert_eq!(h.last("alice="), json!({"type": "pong"}));
+
+    h.send("alice=", json!({"action": "join", "room": "rust"}))
+        .await;
+    assert_eq!(h.last("alice="), json!({"type": "joined", "room": "rust"}));
+    h.send("bob+/", json!({"action": "join", "room": "rust"}))
+        .await;
+
+    h.send(
+        "alice=",
+        json!({"action": "sendmessage", "room": "rust", "text": "hi bob"}),
+    )
+    .await;
+    for id in ["alice=", "bob+/"] {
+        let frame = h.last(id);
+        assert_eq!(frame["type"], "message");
+        assert_eq!(frame["room"], "rust");
+        assert_eq!(frame["text"], "hi bob");
+        assert_eq!(frame["from"], "alice=");
+        assert_eq!(
+            frame["user"],
+            Value::Null,
+            "MESSAGE fixture has no authorizer"
+        );
+        assert!(frame["sentAt"].as_str().unwrap().ends_with('Z'));
+    }
+
+    h.send(
+        "bob+/",
+        json!({"action": "whisper", "to": "alice=", "text": "psst"}),
+    )
+    .await;
+    let whisper = h.last("alice=");
+    assert_eq!(
+        (whisper["direct"].clone(), whisper["text"].clone()),
+        (json!(true), json!("psst"))
+    );
+
+    h.send("bob+/", json!({"action": "history", "room": "rust"}))
+        .await;
+    let history = h.last("bob+/");
+    assert_eq!(history["type"], "history");
+    assert_eq!(history["messages"].as_array().map(Vec::len), Some(1));
+    assert_eq!(history["messages"][0]["text"], "hi bob");
+
+    h.send("alice=", json!({"action": "whoami"})).await;
+    assert_eq!(
+        h.last("alice="),
+        json!({"type": "identity", "connectionId": "alice=", "user": null, "rooms": ["lobby", "rust"]})
+    );
+
+    h.send("alice=", json!({"action": "leave", "room": "rust"}))
+        .await;
+    assert_eq!(h.last("alice="), json!({"type": "left", "room": "rust"}));
+    h.send(
+        "alice=",
+        json!({"action": "sendmessage", "room": "rust", "text": "still here?"}),
+    )
+    .await;
+    assert_eq!(h.last("alice=")["code"], "not_member");
+    assert_eq!(h.last("alice=")["requestId"], "req-alice=");
+
+    h.send(
+        "alice=",
+        json!({"action": "sendmessage", "text": "lobby hello"}),
+    )
+    .await;
+    assert_eq!(h.last("bob+/")["room"], "lobby");
+}
+
+#[tokio::test]
+async fn errors_reach_only_the_sender() {
+    let h = harness().await;
+    h.connect("a", None).await;
+    h.connect("b", None).await;
+    let cases = [
+        ("not json", "bad_request"),
+        ("{\"action\":\"fly\"}", "unknown_action"),
+        ("{\"action\":\"join\",\"room\":\"no spaces\"}", "invalid"),
+        (
+            "{\"action\":\"sendmessage\",\"room\":\"x\",\"text\":\"t\"}",
+            "not_member",
+        ),
+    ];
+    for (body, code) in cases {
+        let mut payload = fixture("message");
+        payload.request_context.connection_id = Some("a".into());
+        payload.body = Some(body.to_owned());
+        handlers::message(&h.messaging, event(payload))
+            .await
+            .expect("handled");
+        assert_eq!(h.last("a")["code"], code, "{body}");
+    }
+    assert!(h.api.frames_to("b").is_empty());
+}
+
+#[tokio::test]
+async fn a_gone_member_is_forgotten_and_a_gone_whisper_target_is_reported() {
+    let h = harness().await;
+    h.connect("a", None).await;
+    h.connect("stale", None).await;
+    h.api.set("stale", Behaviour::Gone);
+    h.send("a", json!({"action": "sendmessage", "text": "anyone?"}))
+        .await;
+    assert_eq!(
+        h.last("a")["text"],
+        "anyone?",
+        "the sender still gets its copy"
+    );
+    h.api.set("stale", Behaviour::Accept);
+    h.send("a", json!({"action": "sendmessage", "text": "again"}))
+        .await;
+    assert!(
+        h.api.frames_to("stale").is_empty(),
+        "stale was removed from the lobby"
+    );
+
+    h.api.set("ghost", Behaviour::Gone);
+    h.send(
+        "a",
+        json!({"action": "whisper", "to": "ghost", "text": "boo"}),
+    )
+    .await;
+    assert_eq!(h.last("a")["code"], "gone");
+}
+
+#[tokio::test]
+async fn the_captured_disconnect_event_forgets_the_connection() {
+    let h = harness().await;
+    h.connect("AAAA1234=", None).await;
+    h.connect("other", None).await;
+    let response = handlers::disconnect(h.messaging.ports(), event(fixture("disconnect")))
+        .await
+        .expect("disconnect");
+    assert_eq!(response.status_code, 200);
+    h.send("other", json!({"action": "sendmessage", "text": "bye"}))
+        .await;
+    assert!(h.api.frames_to("AAAA1234=").is_empty());
+}
+
+#[tokio::test]
+async fn an_event_without_connection_id_is_a_clear_error() {
+    let h = harness().await;
+    let mut payload = fixture("message");
+    payload.request_context.connection_id = None;
+    let err = handlers::message(&h.messaging, event(payload))
+        .await
+        .expect_err("bad event");
+    assert_eq!(
+        err.to_string(),
+        "the event has no requestContext.connectionId"
+    );
+    let diagnostic: lambda_runtime::Diagnostic = err.into();
+    assert_eq!(diagnostic.error_type, "BadEvent");
+}

@@ -1,0 +1,109 @@
+//! Delivering one frame to many connections: concurrent with a bound, retrying throttles.
+
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+use rand::Rng;
+
+use crate::model::ConnectionId;
+use crate::ports::{Notifier, NotifyError};
+
+/// How a fan-out behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FanoutPolicy {
+    /// Posts in flight at once.
+    pub concurrency: usize,
+    /// Attempts per target when throttled (the first included).
+    pub max_attempts: u32,
+    /// The first backoff ceiling; doubled on each retry.
+    pub base_backoff: Duration,
+    /// The largest backoff ceiling.
+    pub max_backoff: Duration,
+}
+
+impl Default for FanoutPolicy {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            max_attempts: 4,
+            base_backoff: Duration::from_millis(25),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl FanoutPolicy {
+    /// The pause before retry number `retry` (1-based): full jitter, so that throttled
+    /// posts do not all come back at the same instant.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let ceiling = self
+            .base_backoff
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
+            .min(self.max_backoff);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::rng().random_range(0..=millis))
+    }
+}
+
+/// What happened to each target of a fan-out.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FanoutReport {
+    /// Posts that succeeded.
+    pub delivered: usize,
+    /// Targets that are gone: their records should be forgotten.
+    pub gone: Vec<ConnectionId>,
+    /// Targets that could not be reached for another reason.
+    pub failed: Vec<ConnectionId>,
+}
+
+/// Posts `data` to every target, at most `policy.concurrency` at once.
+pub async fn deliver(
+    notifier: &dyn Notifier,
+    targets: &[ConnectionId],
+    data: &[u8],
+    policy: FanoutPolicy,
+) -> FanoutReport {
+    let outcomes = stream::iter(targets)
+        .map(|target| async move {
+            (
+                target,
+                post_with_retry(notifier, target, data, policy).await,
+            )
+        })
+        .buffer_unordered(policy.concurrency.max(1));
+    outcomes
+        .fold(
+            FanoutReport::default(),
+            |mut report, (target, outcome)| async move {
+                match outcome {
+                    Ok(()) => report.delivered += 1,
+                    Err(NotifyError::Gone) => report.gone.push(target.clone()),
+                    Err(error) => {
+                        tracing::warn!(target = %target, %error, "post failed");
+                        report.failed.push(target.clone());
+                    }
+                }
+                report
+            },
+        )
+        .await
+}
+
+/// Posts once, retrying only throttles (a timed-out post may have been delivered already).
+pub async fn post_with_retry(
+    notifier: &dyn Notifier,
+    target: &ConnectionId,
+    data: &[u8],
+    policy: FanoutPolicy,
+) -> Result<(), NotifyError> {
+    let mut attempt = 1;
+    loop {
+        match notifier.post(target, data).await {
+            Err(NotifyError::Throttled) if attempt < policy.max_attempts => {
+                tokio::time::sleep(policy.backoff(attempt)).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}

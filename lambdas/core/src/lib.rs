@@ -1,0 +1,14 @@
+//! The domain of the realtime backend: the client protocol, the use cases, and the ports they
+//! need. It knows nothing of Lambda or AWS, so it is tested in microseconds and reused by the
+//! local gateway.
+
+pub mod app;
+pub mod fanout;
+pub mod memory;
+pub mod model;
+pub mod ports;
+pub mod protocol;
+
+pub use app::{AppError, Messaging, Outcome, Ports, Settings};
+pub use model::{AuditEntry, AuditEvent, Caller, ChatMessage, Connection, ConnectionId, Room};
+pub use protocol::{ErrorCode, Reply};

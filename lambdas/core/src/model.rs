@@ -1,0 +1,211 @@
+//! The nouns of the domain: connections, rooms, users, messages.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{ClientError, ErrorCode, LOBBY};
+
+/// An API Gateway connection id (opaque, e.g. `L0SM9cOFvHcCIhw=`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConnectionId(String);
+
+impl ConnectionId {
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for ConnectionId {
+    fn from(id: String) -> Self {
+        Self(id)
+    }
+}
+
+impl From<&str> for ConnectionId {
+    fn from(id: &str) -> Self {
+        Self(id.to_owned())
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A room name: 1 to 64 of `[A-Za-z0-9_-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Room(String);
+
+impl Room {
+    /// Longest room name accepted.
+    pub const MAX_LEN: usize = 64;
+
+    /// Validates a room name.
+    pub fn parse(name: &str) -> Result<Self, ClientError> {
+        let valid = !name.is_empty()
+            && name.len() <= Self::MAX_LEN
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if valid {
+            Ok(Self(name.to_owned()))
+        } else {
+            let shown: String = name.chars().take(Self::MAX_LEN + 1).collect();
+            Err(ClientError::new(
+                ErrorCode::Invalid,
+                format!(
+                    "room `{shown}` is not valid: use 1 to {} letters, digits, `_` or `-`",
+                    Self::MAX_LEN
+                ),
+            ))
+        }
+    }
+
+    /// The room every connection joins at `$connect`.
+    pub fn lobby() -> Self {
+        Self(LOBBY.to_owned())
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Room {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who is calling: the connection, the API Gateway request, and the authenticated user if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The caller's connection.
+    pub connection_id: ConnectionId,
+    /// The API Gateway request id, echoed in error frames.
+    pub request_id: String,
+    /// The user the authorizer vouched for (never taken from the message body).
+    pub user: Option<String>,
+}
+
+/// A chat message as delivered to clients and kept in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// The room; absent for a direct message.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub room: Option<Room>,
+    /// The text.
+    pub text: String,
+    /// The sender's connection id.
+    pub from: ConnectionId,
+    /// The sender's user, or null.
+    pub user: Option<String>,
+    /// A unique, time-ordered message id.
+    pub id: String,
+    /// When the server accepted the message (ISO-8601, UTC, milliseconds).
+    #[serde(rename = "sentAt")]
+    pub sent_at: String,
+    /// True for a whisper.
+    #[serde(skip_serializing_if = "is_false", default)]
+    pub direct: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Formats a time as the protocol does: ISO-8601 in UTC with milliseconds.
+pub fn iso8601(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A connection as stored at `$connect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// Its id.
+    pub id: ConnectionId,
+    /// The authenticated user, if any.
+    pub user: Option<String>,
+    /// When it connected.
+    pub connected_at: DateTime<Utc>,
+    /// When its records may be deleted by TTL, in case `$disconnect` never comes.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What the audit log records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditEvent {
+    /// A connection was accepted.
+    Connect,
+    /// A connection closed.
+    Disconnect {
+        /// The WebSocket close code, when API Gateway reports one.
+        status_code: Option<i64>,
+        /// The close reason, when API Gateway reports one.
+        reason: Option<String>,
+    },
+    /// The connection joined a room.
+    Join(Room),
+    /// The connection left a room.
+    Leave(Room),
+    /// A message to a room (what `history` reads back).
+    Message(ChatMessage),
+    /// A direct message.
+    Whisper {
+        /// The target.
+        to: ConnectionId,
+        /// The message.
+        message: ChatMessage,
+    },
+}
+
+impl AuditEvent {
+    /// A short name for the event, stored with it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuditEvent::Connect => "connect",
+            AuditEvent::Disconnect { .. } => "disconnect",
+            AuditEvent::Join(_) => "join",
+            AuditEvent::Leave(_) => "leave",
+            AuditEvent::Message(_) => "message",
+            AuditEvent::Whisper { .. } => "whisper",
+        }
+    }
+
+    /// The room the event concerns, if any.
+    pub fn room(&self) -> Option<&Room> {
+        match self {
+            AuditEvent::Join(room) | AuditEvent::Leave(room) => Some(room),
+            AuditEvent::Message(message) => message.room.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of the audit log: who, when, which route, what, how large.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// A unique, time-ordered id (the message id for messages).
+    pub id: String,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// The connection that caused it.
+    pub connection_id: ConnectionId,
+    /// The user, if authenticated.
+    pub user: Option<String>,
+    /// The API Gateway route key (`$connect`, `sendmessage`, ...).
+    pub route: String,
+    /// The size of the inbound frame in bytes (0 for connect and disconnect).
+    pub size: usize,
+    /// What happened.
+    pub event: AuditEvent,
+    /// When the entry may be deleted (the stage's audit retention).
+    pub expires_at: DateTime<Utc>,
+}

@@ -1,0 +1,453 @@
+//! The use cases over in-memory adapters: every action and every error code.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use realtime_core::memory::{FixedClock, MemoryAudit, MemoryNotifier, MemoryStore, SequentialIds};
+use realtime_core::{AuditEvent, Caller, ConnectionId, ErrorCode, Messaging, Ports, Settings};
+use serde_json::{json, Value};
+
+struct World {
+    store: Arc<MemoryStore>,
+    audit: Arc<MemoryAudit>,
+    notifier: Arc<MemoryNotifier>,
+    clock: Arc<FixedClock>,
+    app: Messaging,
+}
+
+fn world() -> World {
+    let store = Arc::new(MemoryStore::default());
+    let audit = Arc::new(MemoryAudit::default());
+    let notifier = Arc::new(MemoryNotifier::default());
+    let clock = Arc::new(FixedClock::at(
+        Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap(),
+    ));
+    let mut settings = Settings::default();
+    settings.fanout.base_backoff = Duration::from_millis(1);
+    let ports = Ports {
+        store: store.clone(),
+        audit: audit.clone(),
+        clock: clock.clone(),
+        ids: Arc::new(SequentialIds::default()),
+        settings,
+    };
+    let app = Messaging::new(ports, notifier.clone());
+    World {
+        store,
+        audit,
+        notifier,
+        clock,
+        app,
+    }
+}
+
+fn caller(id: &str) -> Caller {
+    Caller {
+        connection_id: ConnectionId::from(id),
+        request_id: format!("req-{id}"),
+        user: Some(format!("user-{id}")),
+    }
+}
+
+impl World {
+    async fn connect(&self, id: &str) -> Caller {
+        let caller = caller(id);
+        self.app.ports().connect(&caller).await.expect("connect");
+        caller
+    }
+
+    async fn send(&self, caller: &Caller, frame: Value) -> realtime_core::Outcome {
+        self.app.on_message(caller, &frame.to_string()).await
+    }
+
+    fn frames(&self, caller: &Caller) -> Vec<Value> {
+        self.notifier.frames_to(&caller.connection_id)
+    }
+
+    fn last(&self, caller: &Caller) -> Value {
+        self.frames(caller).pop().expect("a frame was sent")
+    }
+}
+
+#[tokio::test]
+async fn connect_stores_the_user_joins_the_lobby_and_is_audited() {
+    let w = world();
+    let alice = w.connect("A1").await;
+    let stored = w.store.connection(&alice.connection_id).expect("stored");
+    assert_eq!(stored.user.as_deref(), Some("user-A1"));
+    assert_eq!(
+        stored.expires_at - stored.connected_at,
+        chrono::Duration::hours(3)
+    );
+    w.send(&alice, json!({"action": "whoami"})).await;
+    assert_eq!(
+        w.last(&alice),
+        json!({"type": "identity", "connectionId": "A1", "user": "user-A1", "rooms": ["lobby"]})
+    );
+    let kinds: Vec<_> = w.audit.entries().iter().map(|e| e.event.kind()).collect();
+    assert_eq!(kinds, ["connect"]);
+}
+
+#[tokio::test]
+async fn ping_answers_pong() {
+    let w = world();
+    let a = w.connect("A").await;
+    let outcome = w.send(&a, json!({"action": "ping"})).await;
+    assert_eq!(outcome.action, Some("ping"));
+    assert_eq!(w.last(&a), json!({"type": "pong"}));
+}
+
+#[tokio::test]
+async fn join_and_leave_reply_and_change_membership() {
+    let w = world();
+    let a = w.connect("A").await;
+    w.send(&a, json!({"action": "join", "room": "rust-fans"}))
+        .await;
+    assert_eq!(w.last(&a), json!({"type": "joined", "room": "rust-fans"}));
+    w.send(&a, json!({"action": "whoami"})).await;
+    assert_eq!(w.last(&a)["rooms"], json!(["lobby", "rust-fans"]));
+    w.send(&a, json!({"action": "leave", "room": "rust-fans"}))
+        .await;
+    assert_eq!(w.last(&a), json!({"type": "left", "room": "rust-fans"}));
+    w.send(&a, json!({"action": "whoami"})).await;
+    assert_eq!(w.last(&a)["rooms"], json!(["lobby"]));
+    let kinds: Vec<_> = w.audit.entries().iter().map(|e| e.event.kind()).collect();
+    assert_eq!(kinds, ["connect", "join", "leave"]);
+}
+
+#[tokio::test]
+async fn sendmessage_reaches_every_member_and_the_sender_only_in_that_room() {
+    let w = world();
+    let a = w.connect("A").await;
+    let b = w.connect("B").await;
+    let c = w.connect("C").await;
+    w.send(&a, json!({"action": "join", "room": "r1"})).await;
+    w.send(&b, json!({"action": "join", "room": "r1"})).await;
+    let outcome = w
+        .send(
+            &a,
+            json!({"action": "sendmessage", "room": "r1", "text": "hi"}),
+        )
+        .await;
+    assert_eq!(outcome.fanout.as_ref().map(|f| f.delivered), Some(2));
+    let expected = json!({
+        "type": "message", "room": "r1", "text": "hi", "from": "A", "user": "user-A",
+        "id": "m6", "sentAt": "2026-11-28T12:00:00.000Z"
+    });
+    assert_eq!(w.last(&a), expected);
+    assert_eq!(w.last(&b), expected);
+    assert!(w.frames(&c).is_empty(), "C is not in r1");
+}
+
+#[tokio::test]
+async fn sendmessage_without_room_goes_to_the_lobby() {
+    let w = world();
+    let a = w.connect("A").await;
+    let b = w.connect("B").await;
+    w.send(&a, json!({"action": "sendmessage", "text": "hello all"}))
+        .await;
+    assert_eq!(w.last(&b)["room"], "lobby");
+    assert_eq!(w.last(&b)["text"], "hello all");
+}
+
+#[tokio::test]
+async fn a_user_less_sender_is_null() {
+    let w = world();
+    let mut anon = caller("N");
+    anon.user = None;
+    w.app.ports().connect(&anon).await.expect("connect");
+    w.send(&anon, json!({"action": "sendmessage", "text": "x"}))
+        .await;
+    assert_eq!(w.last(&anon)["user"], Value::Null);
+}
+
+#[tokio::test]
+async fn sending_to_a_room_not_joined_is_not_member() {
+    let w = world();
+    let a = w.connect("A").await;
+    let b = w.connect("B").await;
+    w.send(&b, json!({"action": "join", "room": "r1"})).await;
+    let outcome = w
+        .send(
+            &a,
+            json!({"action": "sendmessage", "room": "r1", "text": "hi"}),
+        )
+        .await;
+    assert_eq!(outcome.error, Some(ErrorCode::NotMember));
+    let frame = w.last(&a);
+    assert_eq!(frame["type"], "error");
+    assert_eq!(frame["code"], "not_member");
+    assert_eq!(frame["requestId"], "req-A");
+    assert_eq!(
+        w.frames(&b),
+        vec![json!({"type": "joined", "room": "r1"})],
+        "nothing reached B"
+    );
+}
+
+#[tokio::test]
+async fn whisper_reaches_only_the_target_as_direct() {
+    let w = world();
+    let a = w.connect("A").await;
+    let b = w.connect("B").await;
+    let c = w.connect("C").await;
+    w.send(&a, json!({"action": "whisper", "to": "B", "text": "psst"}))
+        .await;
+    let frame = w.last(&b);
+    assert_eq!(frame["type"], "message");
+    assert_eq!(frame["direct"], true);
+    assert_eq!(frame["from"], "A");
+    assert_eq!(frame["text"], "psst");
+    assert!(frame.get("room").is_none());
+    assert!(w.frames(&a).is_empty());
+    assert!(w.frames(&c).is_empty());
+    let last = w.audit.entries().pop().expect("audited");
+    assert!(matches!(last.event, AuditEvent::Whisper { ref to, .. } if to.as_str() == "B"));
+}
+
+#[tokio::test]
+async fn whisper_to_a_gone_target_is_gone_and_forgets_the_target_not_the_sender() {
+    let w = world();
+    let a = w.connect("A").await;
+    let b = w.connect("B").await;
+    w.notifier.mark_gone(&b.connection_id);
+    let outcome = w
+        .send(&a, json!({"action": "whisper", "to": "B", "text": "psst"}))
+        .await;
+    assert_eq!(outcome.error, Some(ErrorCode::Gone));
+    assert_eq!(w.last(&a)["code"], "gone");
+    assert!(
+        w.store.connection(&b.connection_id).is_none(),
+        "B forgotten"
+    );
+    assert!(w.store.connection(&a.connection_id).is_some(), "A kept");
+}
+
+#[tokio::test]
+async fn fanout_forgets_gone_members_and_counts_them() {
+    let w = world();
+    let a = w.connect("A").await;
+    let b = w.connect("B").await;
+    w.notifier.mark_gone(&b.connection_id);
+    let outcome = w
+        .send(&a, json!({"action": "sendmessage", "text": "hi"}))
+        .await;
+    let report = outcome.fanout.expect("fanned out");
+    assert_eq!(report.delivered, 1);
+    assert_eq!(report.gone, vec![b.connection_id.clone()]);
+    assert!(w.store.connection(&b.connection_id).is_none());
+    w.send(&a, json!({"action": "sendmessage", "text": "again"}))
+        .await;
+    assert_eq!(
+        w.notifier.attempts.load(Ordering::SeqCst),
+        3,
+        "A, B, then only A: B is no longer tried"
+    );
+}
+
+#[tokio::test]
+async fn throttled_posts_are_retried() {
+    let w = world();
+    let a = w.connect("A").await;
+    w.notifier.throttle(2);
+    let outcome = w
+        .send(&a, json!({"action": "sendmessage", "text": "hi"}))
+        .await;
+    assert_eq!(outcome.fanout.map(|f| f.delivered), Some(1));
+    assert_eq!(w.notifier.attempts.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn history_returns_the_last_messages_oldest_first() {
+    let w = world();
+    let a = w.connect("A").await;
+    for i in 1..=5 {
+        w.send(
+            &a,
+            json!({"action": "sendmessage", "text": format!("t{i}")}),
+        )
+        .await;
+        w.clock.advance(chrono::Duration::seconds(1));
+    }
+    w.send(
+        &a,
+        json!({"action": "history", "room": "lobby", "limit": 3}),
+    )
+    .await;
+    let frame = w.last(&a);
+    assert_eq!(frame["type"], "history");
+    assert_eq!(frame["room"], "lobby");
+    let texts: Vec<_> = frame["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].clone())
+        .collect();
+    assert_eq!(texts, [json!("t3"), json!("t4"), json!("t5")]);
+    w.send(&a, json!({"action": "history", "room": "lobby"}))
+        .await;
+    assert_eq!(w.last(&a)["messages"].as_array().map(Vec::len), Some(5));
+}
+
+#[tokio::test]
+async fn disconnect_forgets_the_connection_and_records_the_close() {
+    let w = world();
+    let a = w.connect("A").await;
+    w.send(&a, json!({"action": "join", "room": "r1"})).await;
+    w.app
+        .ports()
+        .disconnect(&a, Some(1001), Some("Going away".into()))
+        .await
+        .expect("disconnect");
+    assert!(w.store.connection(&a.connection_id).is_none());
+    let b = w.connect("B").await;
+    w.send(&b, json!({"action": "join", "room": "r1"})).await;
+    w.send(
+        &b,
+        json!({"action": "sendmessage", "room": "r1", "text": "anyone?"}),
+    )
+    .await;
+    assert!(
+        w.frames(&a).iter().all(|f| f["type"] != "message"),
+        "A left every room"
+    );
+    let disconnect = w
+        .audit
+        .entries()
+        .into_iter()
+        .find(|e| e.event.kind() == "disconnect")
+        .expect("audited");
+    assert_eq!(
+        disconnect.event,
+        AuditEvent::Disconnect {
+            status_code: Some(1001),
+            reason: Some("Going away".into())
+        }
+    );
+}
+
+async fn error_of(w: &World, body: &str) -> (String, String) {
+    let a = caller("E");
+    w.app.on_message(&a, body).await;
+    let frame = w.last(&a);
+    assert_eq!(frame["type"], "error", "{frame}");
+    assert_eq!(frame["requestId"], "req-E");
+    (
+        frame["code"].as_str().unwrap().to_owned(),
+        frame["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn malformed_input_is_bad_request() {
+    let w = world();
+    for body in [
+        "not json",
+        "",
+        "[1,2]",
+        "\"ping\"",
+        "42",
+        "{\"action\": 7}",
+        "{\"action\":\"join\",\"room\":5}",
+        "{\"action\":\"sendmessage\",\"text\":null}",
+        "{\"action\":\"join\"}",
+        "{\"action\":\"history\",\"room\":\"a\",\"limit\":\"5\"}",
+        "{\"action\":\"history\",\"room\":\"a\",\"limit\":2.5}",
+    ] {
+        let (code, message) = error_of(&w, body).await;
+        assert_eq!(code, "bad_request", "{body} → {message}");
+        assert!(!message.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn unknown_or_missing_actions_list_the_valid_ones() {
+    let w = world();
+    for body in ["{\"action\":\"dance\"}", "{}", "{\"action\":null}"] {
+        let (code, message) = error_of(&w, body).await;
+        assert_eq!(code, "unknown_action", "{body}");
+        assert!(
+            message.contains("join, leave, sendmessage, whisper, history, whoami, ping"),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn out_of_bounds_values_are_invalid() {
+    let w = world();
+    let long_room = "r".repeat(65);
+    let big_text = "x".repeat(32 * 1024 + 1);
+    let bodies = [
+        json!({"action": "join", "room": ""}),
+        json!({"action": "join", "room": "has space"}),
+        json!({"action": "join", "room": long_room}),
+        json!({"action": "join", "room": "émoji"}),
+        json!({"action": "sendmessage", "text": ""}),
+        json!({"action": "sendmessage", "text": big_text}),
+        json!({"action": "whisper", "to": "", "text": "x"}),
+        json!({"action": "history", "room": "a", "limit": 0}),
+        json!({"action": "history", "room": "a", "limit": 101}),
+        json!({"action": "history", "room": "a", "limit": -3}),
+    ];
+    for body in bodies {
+        let (code, message) = error_of(&w, &body.to_string()).await;
+        assert_eq!(code, "invalid", "{message}");
+    }
+    // The edges themselves are accepted.
+    let a = w.connect("OK").await;
+    w.send(&a, json!({"action": "join", "room": "r".repeat(64)}))
+        .await;
+    assert_eq!(w.last(&a)["type"], "joined");
+    w.send(
+        &a,
+        json!({"action": "sendmessage", "text": "x".repeat(32 * 1024)}),
+    )
+    .await;
+    assert_eq!(w.last(&a)["type"], "message");
+    w.send(
+        &a,
+        json!({"action": "history", "room": "lobby", "limit": 100}),
+    )
+    .await;
+    assert_eq!(w.last(&a)["type"], "history");
+}
+
+#[tokio::test]
+async fn a_failing_store_is_internal_without_details_and_nothing_is_sent_to_others() {
+    let w = world();
+    let a = w.connect("A").await;
+    let b = w.connect("B").await;
+    w.store.fail.store(true, Ordering::SeqCst);
+    for body in [
+        json!({"action": "join", "room": "r"}),
+        json!({"action": "sendmessage", "text": "x"}),
+        json!({"action": "whoami"}),
+    ] {
+        let outcome = w.send(&a, body).await;
+        assert_eq!(outcome.error, Some(ErrorCode::Internal));
+        let frame = w.last(&a);
+        assert_eq!(frame["code"], "internal");
+        assert!(
+            !frame["message"].as_str().unwrap().contains("test switch"),
+            "no internals leak"
+        );
+    }
+    assert!(w.frames(&b).is_empty());
+}
+
+#[tokio::test]
+async fn the_body_cannot_claim_another_identity() {
+    let w = world();
+    let a = w.connect("A").await;
+    w.send(
+        &a,
+        json!({"action": "sendmessage", "text": "hi", "user": "admin", "from": "B"}),
+    )
+    .await;
+    let frame = w.last(&a);
+    assert_eq!(frame["user"], "user-A");
+    assert_eq!(frame["from"], "A");
+}

