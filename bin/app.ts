@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+// The CDK app: `npx cdk synth|diff|deploy -c stage=NAME` (default dev). Only this file reads the environment.
+import { App } from 'aws-cdk-lib';
+import { StageSettingsError } from '../cdk/stages';
+import { buildRealtimeApp } from '../lib/realtime-app';
+
+// SKIP_BUNDLING=1 skips the cargo lambda builds (the CLI always asks for bundling, and rejects -c aws:...).
+const skipBundling = process.env.SKIP_BUNDLING === '1';
+const app = new App(skipBundling ? { postCliContext: { 'aws:cdk:bundling-stacks': [] } } : {});
+
+try {
+  const stack = buildRealtimeApp(app);
+  const requested = app.node.tryGetContext('architecture');
+  if (requested !== undefined) {
+    process.stderr.write(`NOTE: architecture overridden by context: ${stack.stackName} builds ${stack.settings.architecture}.\n`);
+  }
+  if (skipBundling) {
+    process.stderr.write(
+      `NOTE: SKIP_BUNDLING=1: ${stack.stackName}'s function code points at source folders; for tests and the local gateway only, never deploy it.\n`,
+    );
+  }
+} catch (error) {
+  if (error instanceof StageSettingsError) {
+    process.stderr.write(`error: ${error.message}\n`);
+    process.exit(1);
+  }
+  throw error;
+}

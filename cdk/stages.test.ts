@@ -1,0 +1,202 @@
+import {
+  DEFAULT_FANOUT_CONCURRENCY,
+  LOG_RETENTION_DAYS,
+  parseStageSettings,
+  parseStages,
+  resolveStage,
+  StageSettingsError,
+  withArchitecture,
+} from './stages';
+import { RAW_STAGES, type Json } from './helpers';
+
+/** A minimal valid stage, for tests that break one setting at a time. */
+const VALID: Json = {
+  memoryMb: 256,
+  timeoutSeconds: 10,
+  logRetentionDays: 7,
+  auditRetentionDays: 30,
+  throttling: { rateLimit: 50, burstLimit: 100 },
+  removalPolicy: 'destroy',
+  pointInTimeRecovery: false,
+  deletionProtection: false,
+  tracing: false,
+};
+
+describe('the stages of cdk.json', () => {
+  test('GIVEN cdk.json WHEN its stages are parsed THEN dev and prod are valid', () => {
+    // WHEN
+    const stages = parseStages(RAW_STAGES);
+    // THEN
+    expect([...stages.keys()]).toEqual(expect.arrayContaining(['dev', 'prod']));
+  });
+
+  test('GIVEN dev THEN it is disposable: destroy, no PITR, no deletion protection', () => {
+    const dev = resolveStage(RAW_STAGES, 'dev');
+    expect(dev).toMatchObject({ removalPolicy: 'destroy', pointInTimeRecovery: false, deletionProtection: false });
+  });
+
+  test('GIVEN prod THEN it keeps its data: retain, PITR, deletion protection', () => {
+    const prod = resolveStage(RAW_STAGES, 'prod');
+    expect(prod).toMatchObject({ removalPolicy: 'retain', pointInTimeRecovery: true, deletionProtection: true });
+  });
+
+  test('GIVEN every stage THEN it runs on arm64 and within the 29 s integration limit', () => {
+    for (const settings of parseStages(RAW_STAGES).values()) {
+      expect(settings.architecture).toBe('arm64');
+      expect(settings.timeoutSeconds).toBeLessThanOrEqual(29);
+    }
+  });
+});
+
+describe('choosing a stage', () => {
+  test('GIVEN no stage WHEN resolved THEN it is dev', () => {
+    expect(resolveStage(RAW_STAGES, undefined).name).toBe('dev');
+  });
+
+  test('GIVEN an unknown stage WHEN resolved THEN the error names it and lists the valid stages', () => {
+    expect(() => resolveStage(RAW_STAGES, 'nope')).toThrow(
+      new StageSettingsError(
+        'Unknown stage "nope"; valid stages: dev, prod (choose one with -c stage=NAME).',
+      ),
+    );
+  });
+
+  test('GIVEN a stage that is not a string WHEN resolved THEN it is rejected', () => {
+    expect(() => resolveStage(RAW_STAGES, 42)).toThrow(/The stage must be a name \(-c stage=NAME\); got 42/);
+  });
+
+  test('GIVEN no stages context WHEN resolved THEN the error says cdk.json needs one', () => {
+    expect(() => resolveStage(undefined, 'dev')).toThrow(/The "stages" context \(cdk.json\) must be an object/);
+    expect(() => resolveStage({}, 'dev')).toThrow(/at least one stage/);
+  });
+
+  test('GIVEN a stage name unfit for resource names WHEN parsed THEN it is rejected', () => {
+    expect(() => parseStageSettings('Prod_1', VALID)).toThrow(/Stage name "Prod_1" must be 1 to 20 lower-case/);
+  });
+});
+
+describe('stage settings', () => {
+  test('GIVEN only the required settings WHEN parsed THEN the defaults apply', () => {
+    // WHEN
+    const settings = parseStageSettings('qa', VALID);
+    // THEN
+    expect(settings).toEqual({
+      name: 'qa',
+      account: undefined,
+      region: undefined,
+      architecture: 'arm64',
+      memoryMb: 256,
+      timeoutSeconds: 10,
+      logRetentionDays: 7,
+      auditRetentionDays: 30,
+      throttling: { rateLimit: 50, burstLimit: 100 },
+      removalPolicy: 'destroy',
+      pointInTimeRecovery: false,
+      deletionProtection: false,
+      tracing: false,
+      fanoutConcurrency: DEFAULT_FANOUT_CONCURRENCY,
+      alarmEmail: undefined,
+      customDomain: undefined,
+      manageApiGatewayAccountRole: false,
+    });
+  });
+
+  test('GIVEN every optional setting WHEN parsed THEN each is kept', () => {
+    const settings = parseStageSettings('qa', {
+      ...VALID,
+      account: '123456789012',
+      region: 'eu-west-1',
+      architecture: 'x86_64',
+      fanoutConcurrency: 16,
+      alarmEmail: 'ops@example.com',
+      customDomain: {
+        domainName: 'ws.example.com',
+        certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-aaaa-bbbb-cccc-0123456789ab',
+      },
+      manageApiGatewayAccountRole: true,
+    });
+    expect(settings).toMatchObject({
+      account: '123456789012',
+      region: 'eu-west-1',
+      architecture: 'x86_64',
+      fanoutConcurrency: 16,
+      alarmEmail: 'ops@example.com',
+      customDomain: { domainName: 'ws.example.com' },
+      manageApiGatewayAccountRole: true,
+    });
+  });
+
+  test('GIVEN any CloudWatch retention WHEN parsed THEN it is accepted', () => {
+    for (const days of LOG_RETENTION_DAYS) {
+      expect(parseStageSettings('qa', { ...VALID, logRetentionDays: days }).logRetentionDays).toBe(days);
+    }
+  });
+
+  // Each case breaks one setting; the error must name the stage, the setting and what is valid.
+  test.each<[string, Json, string]>([
+    ['architecture', { architecture: 'arm' }, 'setting "architecture" must be one of arm64, x86_64; got "arm"'],
+    ['memoryMb too small', { memoryMb: 64 }, 'setting "memoryMb" must be an integer from 128 to 10240; got 64'],
+    ['memoryMb fractional', { memoryMb: 256.5 }, 'setting "memoryMb" must be an integer from 128 to 10240; got 256.5'],
+    ['memoryMb missing', { memoryMb: undefined }, 'setting "memoryMb" must be an integer from 128 to 10240; got undefined'],
+    ['timeoutSeconds', { timeoutSeconds: 30 }, 'setting "timeoutSeconds" must be an integer from 1 to 29; got 30'],
+    ['logRetentionDays', { logRetentionDays: 10 }, 'setting "logRetentionDays" must be one of 1, 3, 5, 7, 14, 30, 60'],
+    ['auditRetentionDays', { auditRetentionDays: 0 }, 'setting "auditRetentionDays" must be an integer from 1 to 3650; got 0'],
+    ['throttling missing', { throttling: undefined }, 'setting "throttling" must be an object with rateLimit, burstLimit'],
+    ['throttling.rateLimit', { throttling: { rateLimit: -1, burstLimit: 10 } }, 'setting "throttling.rateLimit" must be a number greater than 0 and at most 10000; got -1'],
+    ['throttling.burstLimit', { throttling: { rateLimit: 1, burstLimit: '10' } }, 'setting "throttling.burstLimit" must be an integer from 1 to 5000; got "10"'],
+    ['throttling unknown key', { throttling: { rate: 1, burstLimit: 10 } }, 'unknown setting "throttling.rate"; valid settings: throttling.rateLimit, throttling.burstLimit'],
+    ['removalPolicy', { removalPolicy: 'snapshot' }, 'setting "removalPolicy" must be one of destroy, retain; got "snapshot"'],
+    ['pointInTimeRecovery', { pointInTimeRecovery: 'yes' }, 'setting "pointInTimeRecovery" must be true or false; got "yes"'],
+    ['tracing', { tracing: 1 }, 'setting "tracing" must be true or false; got 1'],
+    ['deletion protection with destroy', { deletionProtection: true }, 'setting "deletionProtection" must be false when removalPolicy is "destroy"'],
+    ['fanoutConcurrency', { fanoutConcurrency: 0 }, 'setting "fanoutConcurrency" must be an integer from 1 to 1024; got 0'],
+    ['account', { account: '1234' }, 'setting "account" must be a 12-digit AWS account id; got "1234"'],
+    ['region', { region: 'mars' }, 'setting "region" must be an AWS region name such as "eu-west-1"; got "mars"'],
+    ['alarmEmail', { alarmEmail: 'ops' }, 'setting "alarmEmail" must be an e-mail address; got "ops"'],
+    ['customDomain.domainName', { customDomain: { domainName: 'Not A Host', certificateArn: 'x' } }, 'setting "customDomain.domainName" must be a lower-case DNS host name'],
+    ['customDomain.certificateArn', { customDomain: { domainName: 'ws.example.com', certificateArn: 'cert' } }, 'setting "customDomain.certificateArn" must be an ACM certificate ARN'],
+    [
+      'certificate in another region',
+      {
+        region: 'eu-west-1',
+        customDomain: { domainName: 'ws.example.com', certificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/abc' },
+      },
+      `setting "customDomain.certificateArn" must be a certificate in the stage's region eu-west-1 (regional endpoint)`,
+    ],
+    ['manageApiGatewayAccountRole', { manageApiGatewayAccountRole: 'true' }, 'setting "manageApiGatewayAccountRole" must be true or false'],
+    ['unknown setting', { memory: 256 }, 'unknown setting "memory"; valid settings: account, region, architecture, memoryMb'],
+  ])('GIVEN a bad %s WHEN parsed THEN the error names stage, setting and valid values', (_, override, message) => {
+    // GIVEN
+    const raw = { ...VALID, ...override };
+    // WHEN / THEN
+    expect(() => parseStageSettings('qa', raw)).toThrow(StageSettingsError);
+    expect(() => parseStageSettings('qa', raw)).toThrow(`Stage "qa": ${message}`);
+  });
+
+  test('GIVEN settings that are not an object WHEN parsed THEN the stage is named', () => {
+    expect(() => parseStageSettings('qa', 'big')).toThrow('Stage "qa": settings must be an object; got "big".');
+  });
+
+  test('GIVEN a bad setting in one stage of many WHEN all are parsed THEN that stage is named', () => {
+    const raw = { ...RAW_STAGES, staging: { ...VALID, memoryMb: 1 } };
+    expect(() => parseStages(raw)).toThrow('Stage "staging": setting "memoryMb"');
+  });
+});
+
+describe('the architecture override', () => {
+  const dev = resolveStage(RAW_STAGES, 'dev');
+
+  test('GIVEN no override THEN the stage keeps its architecture', () => {
+    expect(withArchitecture(dev, undefined)).toBe(dev);
+  });
+
+  test('GIVEN x86_64 THEN the stage builds x86_64', () => {
+    expect(withArchitecture(dev, 'x86_64').architecture).toBe('x86_64');
+  });
+
+  test('GIVEN an unknown architecture THEN the error lists the valid ones', () => {
+    expect(() => withArchitecture(dev, 'riscv')).toThrow(
+      'Stage "dev": context override "architecture" must be one of arm64, x86_64; got "riscv".',
+    );
+  });
+});

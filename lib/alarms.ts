@@ -1,0 +1,100 @@
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import type { WebSocketStage } from 'aws-cdk-lib/aws-apigatewayv2';
+import { Alarm, ComparisonOperator, type Metric, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import { ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { Key } from 'aws-cdk-lib/aws-kms';
+import { Topic } from 'aws-cdk-lib/aws-sns';
+import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
+import { Construct } from 'constructs';
+import type { StageSettings } from '../cdk/stages';
+import type { HandlerFunction } from './handler-function';
+
+/** The window each alarm sums over. */
+const PERIOD = Duration.minutes(5);
+
+/** Properties of RealtimeAlarms. */
+export interface RealtimeAlarmsProps {
+  /** The stage's validated settings: name and alarm e-mail. */
+  readonly settings: StageSettings;
+  /** Functions whose errors and throttles raise an alarm. */
+  readonly functions: readonly HandlerFunction[];
+  /** The API stage whose integration errors raise an alarm. */
+  readonly apiStage: WebSocketStage;
+  /** Fate of the topic's key on stack deletion. */
+  readonly removalPolicy: RemovalPolicy;
+}
+
+/**
+ * Alarms on every function's errors and throttles and on the API's integration errors: any
+ * occurrence in five minutes raises one. With an alarm e-mail, they notify an encrypted SNS topic.
+ */
+export class RealtimeAlarms extends Construct {
+  /** Every alarm this construct created. */
+  readonly alarms: readonly Alarm[];
+  /** The notification topic, when the stage has an alarm e-mail. */
+  readonly topic?: Topic;
+
+  constructor(scope: Construct, id: string, props: RealtimeAlarmsProps) {
+    super(scope, id);
+    const prefix = `realtime-${props.settings.name}`;
+
+    const alarms: Alarm[] = [];
+    const alarm = (name: string, description: string, metric: Metric): void => {
+      alarms.push(
+        new Alarm(this, name, {
+          alarmName: `${prefix}-${name}`,
+          alarmDescription: description,
+          metric,
+          threshold: 1,
+          evaluationPeriods: 1,
+          comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+          treatMissingData: TreatMissingData.NOT_BREACHING,
+        }),
+      );
+    };
+    for (const handler of props.functions) {
+      alarm(
+        `${handler.binary}-errors`,
+        `The ${handler.binary} function failed (handler error, crash or timeout).`,
+        handler.function.metricErrors({ period: PERIOD, statistic: 'Sum' }),
+      );
+      alarm(
+        `${handler.binary}-throttles`,
+        `The ${handler.binary} function was throttled (concurrency exhausted).`,
+        handler.function.metricThrottles({ period: PERIOD, statistic: 'Sum' }),
+      );
+    }
+    alarm(
+      'api-integration-errors',
+      'API Gateway got an error from a route integration; clients saw "Internal server error".',
+      props.apiStage.metric('IntegrationError', { period: PERIOD, statistic: 'Sum' }),
+    );
+    this.alarms = alarms;
+
+    if (props.settings.alarmEmail !== undefined) {
+      // CloudWatch cannot publish to a topic encrypted with the AWS-managed SNS key: a customer key
+      // whose policy lets CloudWatch use it is the only way to encrypt alarm notifications.
+      const key = new Key(this, 'TopicKey', {
+        alias: `alias/${prefix}-alarms`,
+        description: `Encrypts the ${prefix} alarm topic`,
+        enableKeyRotation: true,
+        removalPolicy: props.removalPolicy,
+      });
+      key.grant(new ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
+      const topic = new Topic(this, 'Topic', {
+        topicName: `${prefix}-alarms`,
+        displayName: `${prefix} alarms`,
+        masterKey: key,
+        enforceSSL: true,
+      });
+      topic.addSubscription(new EmailSubscription(props.settings.alarmEmail));
+      const action = new SnsAction(topic);
+      for (const each of alarms) {
+        each.addAlarmAction(action);
+        each.addOkAction(action);
+      }
+      this.topic = topic;
+    }
+  }
+}

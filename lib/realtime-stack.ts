@@ -1,0 +1,171 @@
+import { CfnOutput, RemovalPolicy, Stack, type StackProps, Tags, Validations } from 'aws-cdk-lib';
+import { WebSocketLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import { AttributeType, BillingMode, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
+import { flattenCfnReference } from 'cdk-nag/lib/utils/flatten-cfn-reference';
+import type { Construct } from 'constructs';
+import type { StageSettings } from '../cdk/stages';
+import { RealtimeAlarms } from './alarms';
+import { HandlerFunction } from './handler-function';
+import { ACTIONS } from './routes';
+import { RealtimeWebSocketApi } from './websocket-api';
+
+/** The TTL attribute of both tables (epoch seconds). */
+export const TTL_ATTRIBUTE = 'expiresAt';
+
+/** The name of a stage's stack. */
+export function stackName(stage: string): string {
+  return `Realtime-${stage}`;
+}
+
+/** Properties of a RealtimeStack. */
+export interface RealtimeStackProps extends StackProps {
+  /** The validated settings of the stage this stack deploys. */
+  readonly settings: StageSettings;
+  /** Path to the workspace Cargo.toml holding the handler binaries. */
+  readonly manifestPath: string;
+}
+
+/** One stage of the real-time backend: WebSocket API, handler functions, tables, alarms. */
+export class RealtimeStack extends Stack {
+  /** The settings this stack was built from. */
+  readonly settings: StageSettings;
+  /** Connections and room memberships. */
+  readonly connectionsTable: Table;
+  /** The audit log. */
+  readonly auditTable: Table;
+  /** The WebSocket API and its stage. */
+  readonly webSocket: RealtimeWebSocketApi;
+  /** Handles `$connect`. */
+  readonly connect: HandlerFunction;
+  /** Handles `$disconnect`. */
+  readonly disconnect: HandlerFunction;
+  /** Handles `$default` and every action route. */
+  readonly message: HandlerFunction;
+  /** The alarms and their optional notification topic. */
+  readonly alarms: RealtimeAlarms;
+
+  constructor(scope: Construct, id: string, props: RealtimeStackProps) {
+    const { settings } = props;
+    super(scope, id, {
+      ...props,
+      env: props.env ?? { account: settings.account, region: settings.region },
+      description: `Real-time WebSocket backend, stage ${settings.name}`,
+    });
+    this.settings = settings;
+    Tags.of(this).add('project', 'realtime');
+    Tags.of(this).add('stage', settings.name);
+    const removalPolicy = settings.removalPolicy === 'retain' ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
+
+    this.connectionsTable = this.table('ConnectionsTable', 'connections', removalPolicy);
+    this.auditTable = this.table('AuditTable', 'audit', removalPolicy);
+
+    this.webSocket = new RealtimeWebSocketApi(this, 'WebSocket', { settings, removalPolicy });
+
+    const environment = {
+      CONNECTIONS_TABLE: this.connectionsTable.tableName,
+      AUDIT_TABLE: this.auditTable.tableName,
+      AUDIT_RETENTION_DAYS: String(settings.auditRetentionDays),
+    };
+    const handler = (id: string, binary: string, description: string, extra: Record<string, string> = {}) =>
+      new HandlerFunction(this, id, {
+        binary,
+        description,
+        settings,
+        manifestPath: props.manifestPath,
+        environment: { ...environment, ...extra },
+        removalPolicy,
+      });
+
+    // Each grant below is the exact set of DynamoDB actions the handler's code calls.
+    this.connect = handler('Connect', 'connect', 'Accepts a connection: records it and audits it.');
+    // TransactWriteItems is authorized per item action: its Puts need PutItem, nothing else.
+    this.connect.allow('ConnectionsTable', ['dynamodb:PutItem'], [this.connectionsTable.tableArn]);
+    this.connect.allow('AuditTable', ['dynamodb:PutItem'], [this.auditTable.tableArn]);
+
+    this.disconnect = handler('Disconnect', 'disconnect', 'Forgets a connection and its room memberships.');
+    this.disconnect.allow(
+      'ConnectionsTable',
+      ['dynamodb:Query', 'dynamodb:BatchWriteItem'],
+      [this.connectionsTable.tableArn],
+    );
+    this.disconnect.allow('AuditTable', ['dynamodb:PutItem'], [this.auditTable.tableArn]);
+
+    this.message = handler('Message', 'message', 'Serves every action and $default; fans messages out.', {
+      CALLBACK_URL: this.webSocket.callbackUrl,
+      FANOUT_CONCURRENCY: String(settings.fanoutConcurrency),
+    });
+    this.message.allow(
+      'ConnectionsTable',
+      ['dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:BatchWriteItem'],
+      [this.connectionsTable.tableArn],
+    );
+    this.message.allow('AuditTable', ['dynamodb:PutItem', 'dynamodb:Query'], [this.auditTable.tableArn]);
+    this.message.allow('PostToConnections', ['execute-api:ManageConnections'], [this.webSocket.postToConnectionArn]);
+    // cdk-nag names the finding after the flattened ARN, which differs with and without account/region.
+    const flatPostArn = flattenCfnReference(this.resolve(this.webSocket.postToConnectionArn));
+    Validations.of(this.message.role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${flatPostArn}]`,
+      reason:
+        'Fan-out posts to connections whose ids are only known at run time; the wildcard is limited to POST on @connections of this API and stage.',
+    });
+
+    const handlers = [this.connect, this.disconnect, this.message];
+    if (settings.tracing) {
+      for (const each of handlers) {
+        Validations.of(each.role).acknowledge({
+          id: 'AwsSolutions-IAM5[Resource::*]',
+          reason: 'X-Ray PutTraceSegments and PutTelemetryRecords support no resource-level permissions.',
+        });
+      }
+    }
+
+    this.webSocket.addRoute('$connect', new WebSocketLambdaIntegration('Connect', this.connect.function));
+    this.webSocket.addRoute('$disconnect', new WebSocketLambdaIntegration('Disconnect', this.disconnect.function));
+    // One integration serves $default and every action: a new action is one entry in ACTIONS.
+    const messageIntegration = new WebSocketLambdaIntegration('Message', this.message.function);
+    for (const routeKey of ['$default', ...ACTIONS]) {
+      this.webSocket.addRoute(routeKey, messageIntegration);
+    }
+
+    this.alarms = new RealtimeAlarms(this, 'Alarms', {
+      settings,
+      functions: handlers,
+      apiStage: this.webSocket.stage,
+      removalPolicy,
+    });
+
+    new CfnOutput(this, 'WebSocketUrl', { value: this.webSocket.stage.url, description: 'wss:// URL clients connect to' });
+    new CfnOutput(this, 'CallbackUrl', { value: this.webSocket.callbackUrl, description: '@connections endpoint' });
+    new CfnOutput(this, 'ConnectionsTableName', { value: this.connectionsTable.tableName });
+    new CfnOutput(this, 'AuditTableName', { value: this.auditTable.tableName });
+    if (this.webSocket.domainName !== undefined) {
+      new CfnOutput(this, 'CustomDomainTarget', {
+        value: this.webSocket.domainName.regionalDomainName,
+        description: `DNS target (CNAME or alias) for ${settings.customDomain?.domainName}`,
+      });
+    }
+  }
+
+  /** A table keyed by pk/sk (strings), expiring items through the TTL attribute. */
+  private table(id: string, purpose: string, removalPolicy: RemovalPolicy): Table {
+    const { settings } = this;
+    const table = new Table(this, id, {
+      tableName: `realtime-${settings.name}-${purpose}`,
+      partitionKey: { name: 'pk', type: AttributeType.STRING },
+      sortKey: { name: 'sk', type: AttributeType.STRING },
+      timeToLiveAttribute: TTL_ATTRIBUTE,
+      billingMode: BillingMode.PAY_PER_REQUEST,
+      encryption: TableEncryption.AWS_MANAGED,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: settings.pointInTimeRecovery },
+      deletionProtection: settings.deletionProtection,
+      removalPolicy,
+    });
+    if (!settings.pointInTimeRecovery) {
+      Validations.of(table).acknowledge({
+        id: 'AwsSolutions-DDB3',
+        reason: `Stage "${settings.name}" turns point-in-time recovery off in cdk.json: its data is disposable.`,
+      });
+    }
+    return table;
+  }
+}

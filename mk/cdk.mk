@@ -1,0 +1,76 @@
+# The CDK stack's targets; included by the root Makefile (which provides NODE_STAMP, VENV_STAMP and PATH).
+
+# The stage synth-dev, synth-bundled and cdk-diff work on: `make synth-dev STAGE=prod`.
+STAGE ?= dev
+# Per-stage synths of the test run (cdk-nag, cfn-lint) and the bundled synth; cdk.out stays the local gateway's.
+CDK_TEST_OUT := test-output/cdk
+CDK_BUNDLED_OUT := $(CDK_TEST_OUT)/bundled
+# Every stage of cdk.json, read when a recipe needs it (not at every make invocation).
+CDK_STAGES = $$(node -p "Object.keys(require('./cdk.json').context.stages).join(' ')")
+LAMBDA_RUST_TARGET := aarch64-unknown-linux-gnu
+
+.PHONY: synth-dev synth-bundled cdk-test cdk-typecheck cdk-jest cdk-stages workflows-lint cdk-diff cdk-deploy cdk-destroy cdk-clean
+
+synth-dev: $(NODE_STAMP) ## synthesize stage STAGE (default dev) without building handlers into cdk.out/
+	SKIP_BUNDLING=1 cdk synth -c stage=$(STAGE) --quiet --output cdk.out
+	@test -f cdk.out/Realtime-$(STAGE).template.json && echo "synth-dev: cdk.out/Realtime-$(STAGE).template.json"
+
+cdk-test: cdk-typecheck cdk-jest cdk-stages workflows-lint ## type-check, Jest, cdk-nag + cfn-lint on every stage, workflow lint
+
+cdk-typecheck: $(NODE_STAMP)
+	tsc --noEmit -p tsconfig.json
+
+cdk-jest: $(NODE_STAMP)
+	jest --ci
+
+# cdk-nag runs inside every synth (a finding fails it); cfn-lint fails on errors, shows warnings.
+cdk-stages: $(NODE_STAMP) $(VENV_STAMP)
+	@for stage in $(CDK_STAGES); do \
+	  echo "cdk-stages: synth + cdk-nag: $$stage"; \
+	  SKIP_BUNDLING=1 cdk synth -c stage=$$stage --quiet --output $(CDK_TEST_OUT)/$$stage || exit 1; \
+	  echo "cdk-stages: cfn-lint: $$stage"; \
+	  cfn-lint --non-zero-exit-code error -- $(CDK_TEST_OUT)/$$stage/Realtime-$$stage.template.json || exit 1; \
+	done
+
+# zizmor exits 10 + the highest severity found (11 informational, 12 low, 13 medium, 14 high).
+workflows-lint: $(VENV_STAMP)
+	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	@rc=0; zizmor --offline .github/workflows || rc=$$?; \
+	  if [ $$rc -ne 0 ] && [ $$rc -lt 11 -o $$rc -gt 12 ]; then echo "workflows-lint: zizmor finding above low (exit $$rc)"; exit 1; fi
+
+# The stage's architecture is arm64; when the aarch64 Rust target cannot be installed, build x86_64 and say so.
+synth-bundled: $(NODE_STAMP) $(VENV_STAMP) ## synthesize STAGE with the handlers built by cargo lambda (fails if one does not build)
+	@arch=""; \
+	if ! rustup target list --installed | grep -qx '$(LAMBDA_RUST_TARGET)'; then \
+	  rustup target add $(LAMBDA_RUST_TARGET) >/dev/null 2>&1 || true; \
+	fi; \
+	if ! rustup target list --installed | grep -qx '$(LAMBDA_RUST_TARGET)'; then \
+	  echo "synth-bundled: WARNING: Rust target $(LAMBDA_RUST_TARGET) cannot be installed here: building x86_64 instead of arm64 (-c architecture=x86_64)."; \
+	  arch="-c architecture=x86_64"; \
+	fi; \
+	rm -rf $(CDK_BUNDLED_OUT); \
+	start=$$(date +%s); \
+	env -u SKIP_BUNDLING cdk synth -c stage=$(STAGE) $$arch --quiet --output $(CDK_BUNDLED_OUT); \
+	built=$$( (ls $(CDK_BUNDLED_OUT)/asset.*/bootstrap 2>/dev/null || true) | wc -l); \
+	if [ "$$built" -lt 3 ]; then echo "synth-bundled: expected 3 handler bootstraps, found $$built"; exit 1; fi; \
+	want=b7; [ -z "$$arch" ] || want=3e; \
+	for bootstrap in $(CDK_BUNDLED_OUT)/asset.*/bootstrap; do \
+	  machine=$$(od -An -tx1 -j18 -N1 "$$bootstrap" | tr -d ' '); \
+	  if [ "$$machine" != "$$want" ]; then echo "synth-bundled: $$bootstrap: ELF machine $$machine, expected $$want"; exit 1; fi; \
+	done; \
+	echo "synth-bundled: stage $(STAGE): $$built handlers built ($$([ "$$want" = b7 ] && echo arm64 || echo x86_64)) and synthesized in $$(( $$(date +%s) - start )) s"
+
+cdk-diff: $(NODE_STAMP) $(VENV_STAMP) ## compare STAGE with what is deployed (needs AWS credentials)
+	@rustup target list --installed | grep -qx '$(LAMBDA_RUST_TARGET)' || rustup target add $(LAMBDA_RUST_TARGET)
+	env -u SKIP_BUNDLING cdk diff -c stage=$(STAGE) --method template
+
+cdk-clean: ## remove synthesized templates (cdk.out, test-output/cdk)
+	rm -rf cdk.out $(CDK_TEST_OUT)
+
+# Deploying builds the handlers (cargo lambda from the venv on PATH): never with SKIP_BUNDLING.
+cdk-deploy: $(NODE_STAMP) $(VENV_STAMP) ## deploy STAGE (default dev) with the current AWS credentials
+	@rustup target list --installed | grep -qx '$(LAMBDA_RUST_TARGET)' || rustup target add $(LAMBDA_RUST_TARGET)
+	env -u SKIP_BUNDLING cdk deploy -c stage=$(STAGE)
+
+cdk-destroy: $(NODE_STAMP) ## delete STAGE's stack (tables and logs of a retain stage stay)
+	SKIP_BUNDLING=1 cdk destroy -c stage=$(STAGE)
