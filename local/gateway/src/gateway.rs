@@ -1,0 +1,441 @@
+//! Wires it all together: reads the template, starts DynamoDB Local and creates the tables,
+//! prepares the function pools, and serves WebSocket clients and the @connections API on one
+//! loopback port. Shutdown runs in the order that loses nothing: clients are closed (their
+//! `$disconnect` still runs, and may still call @connections), then the server, the handler
+//! processes and DynamoDB Local stop.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::connections::{Connection, Connections};
+use crate::events::{self, ApiContext};
+use crate::functions::{FunctionPool, HostSettings, InvokeError};
+use crate::intrinsics::LocalContext;
+use crate::tables::{self, TableError, LOCAL_ACCESS_KEY};
+use crate::template::{ApiModel, Route, Template, TemplateError, CALLBACK_URL_VAR};
+use crate::{management, websocket};
+
+/// The region everything local pretends to run in.
+pub const LOCAL_REGION: &str = "us-east-1";
+/// The account id of local ARNs.
+pub const LOCAL_ACCOUNT_ID: &str = "000000000000";
+/// What `Ref` of the API gives locally.
+pub const LOCAL_API_ID: &str = "local";
+
+/// How long shutdown waits for `$disconnect` handlers of the connections it closes.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Where the gateway gets its DynamoDB from.
+#[derive(Debug, Clone)]
+pub enum DynamoDb {
+    /// Start DynamoDB Local (data in memory, or kept in `persist_dir`).
+    Start {
+        /// Keep the data in this folder between runs.
+        persist_dir: Option<PathBuf>,
+        /// The folder holding `DynamoDBLocal.jar`; the npm package's when `None`.
+        jar_dir: Option<PathBuf>,
+    },
+    /// Use one that already runs at this endpoint.
+    External(String),
+}
+
+/// How to run the gateway.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The synthesized template.
+    pub template: PathBuf,
+    /// The stage to serve; the template's only stage when `None`.
+    pub stage: Option<String>,
+    /// The loopback port (0 picks a free one).
+    pub port: u16,
+    /// Where handler binaries named in the template live.
+    pub bin_dir: PathBuf,
+    /// Close a connection after this long without a message from the client.
+    pub idle_timeout: Duration,
+    /// Close a connection after this long, whatever it does.
+    pub max_duration: Duration,
+    /// Delay added to every @connections call.
+    pub connections_latency: Duration,
+    /// The most processes one function runs at once.
+    pub max_processes_per_function: usize,
+    /// The DynamoDB to use.
+    pub dynamodb: DynamoDb,
+    /// Variables given to every function on top of the template's (local-only settings,
+    /// such as a secret that Lambda would read from Secrets Manager).
+    pub extra_env: BTreeMap<String, String>,
+}
+
+impl Options {
+    /// API Gateway's defaults, for the template at `template`.
+    pub fn new(template: PathBuf) -> Self {
+        Self {
+            template,
+            stage: None,
+            port: 3001,
+            bin_dir: PathBuf::from("target/debug"),
+            idle_timeout: Duration::from_secs(600),
+            max_duration: Duration::from_secs(7200),
+            connections_latency: Duration::ZERO,
+            max_processes_per_function: 4,
+            dynamodb: DynamoDb::Start {
+                persist_dir: None,
+                jar_dir: None,
+            },
+            extra_env: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The template is missing or not usable.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// Another process holds the port.
+    #[error("port {0} on 127.0.0.1 is already in use: stop what runs there, or pass --port with another port")]
+    PortInUse(u16),
+    /// The port could not be bound for another reason.
+    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    Bind {
+        /// The port.
+        port: u16,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A handler binary the template names does not exist.
+    #[error("handler binary {path} (function {function}) not found: build the handlers first (`cargo build --bins`, which `make dev` runs), or pass --bin-dir")]
+    MissingBinary {
+        /// The expected path.
+        path: PathBuf,
+        /// The function's logical id.
+        function: String,
+    },
+    /// DynamoDB Local did not start.
+    #[error(transparent)]
+    DynamoDb(#[from] dynamodb_local::Error),
+    /// A table could not be created.
+    #[error("cannot create the template's tables in DynamoDB: {0}")]
+    Tables(#[from] TableError),
+}
+
+/// The limits a connection lives by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_duration: Duration,
+    pub(crate) connections_latency: Duration,
+}
+
+/// What every request handler shares.
+pub(crate) struct Shared {
+    pub(crate) api: ApiModel,
+    pub(crate) events: ApiContext,
+    pub(crate) local: LocalContext,
+    pub(crate) connections: Arc<Connections>,
+    pub(crate) functions: HashMap<String, Arc<FunctionPool>>,
+    pub(crate) limits: Limits,
+    pub(crate) local_port: u16,
+    shutting_down: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Invokes a route's function; `Ok(None)` for a route without an integration.
+    pub(crate) async fn invoke(
+        &self,
+        route: &Route,
+        event: Vec<u8>,
+    ) -> Result<Option<Bytes>, InvokeError> {
+        let Some(target) = &route.target else {
+            return Ok(None);
+        };
+        let Some(pool) = self.functions.get(&target.function) else {
+            // The template reader registers every targeted function: this cannot happen.
+            return Err(InvokeError::ShuttingDown);
+        };
+        pool.invoke(event, target.timeout).await.map(Some)
+    }
+
+    /// Runs `$disconnect` for a closed connection (best effort, as in API Gateway).
+    pub(crate) async fn disconnect(&self, connection: &Connection, code: u16, reason: &str) {
+        let Some(route) = self.api.route("$disconnect") else {
+            return;
+        };
+        let request_id = events::new_id();
+        let event =
+            events::disconnect(&self.events, &connection.facts(), &request_id, code, reason);
+        if let Err(error) = self.invoke(route, event).await {
+            warn!(
+                connection_id = connection.id(),
+                request_id, "$disconnect failed: {error}"
+            );
+        }
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop_server: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    dynamodb: Option<dynamodb_local::DynamoDbLocal>,
+    dynamodb_endpoint: String,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Starts everything; returns once clients can connect.
+    pub async fn start(options: Options) -> Result<Self, StartError> {
+        let template = Template::load(&options.template)?;
+        let stage = match &options.stage {
+            Some(stage) => stage.clone(),
+            None => match template.stage_names().as_slice() {
+                [only] => only.clone(),
+                _ => "dev".to_owned(),
+            },
+        };
+        let listener = bind(options.port).await?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            port: options.port,
+            source,
+        })?;
+        let local = LocalContext {
+            region: LOCAL_REGION.to_owned(),
+            account_id: LOCAL_ACCOUNT_ID.to_owned(),
+            api_id: LOCAL_API_ID.to_owned(),
+            api_endpoint: format!("ws://{addr}"),
+        };
+        let api = template.api(&stage, &local)?;
+        for function in api.functions.values() {
+            let path = crate::functions::binary_path(&options.bin_dir, &function.binary);
+            if !path.is_file() {
+                return Err(StartError::MissingBinary {
+                    path,
+                    function: function.logical_id.clone(),
+                });
+            }
+        }
+
+        let (dynamodb, dynamodb_endpoint) = match &options.dynamodb {
+            DynamoDb::External(endpoint) => (None, endpoint.clone()),
+            DynamoDb::Start {
+                persist_dir,
+                jar_dir,
+            } => {
+                if let Some(dir) = persist_dir {
+                    std::fs::create_dir_all(dir).map_err(dynamodb_local::Error::Spawn)?;
+                }
+                let db = dynamodb_local::DynamoDbLocal::start(dynamodb_local::Options {
+                    port: None,
+                    data_dir: persist_dir.clone(),
+                    jar_dir: jar_dir.clone(),
+                })
+                .await?;
+                let endpoint = db.endpoint();
+                (Some(db), endpoint)
+            }
+        };
+        let client = tables::local_client(&dynamodb_endpoint, LOCAL_REGION);
+        tables::create_all(&client, &api.tables).await?;
+
+        let callback_url = format!("http://{addr}/{}", api.stage.name);
+        let common_env: BTreeMap<String, String> = [
+            ("AWS_REGION", LOCAL_REGION),
+            ("AWS_DEFAULT_REGION", LOCAL_REGION),
+            ("AWS_ACCESS_KEY_ID", LOCAL_ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", LOCAL_ACCESS_KEY),
+            ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint.as_str()),
+            // No instance metadata service exists here: do not let the SDK wait for one.
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let settings = HostSettings {
+            bin_dir: options.bin_dir.clone(),
+            max_processes: options.max_processes_per_function,
+            common_env,
+        };
+        let functions = api
+            .functions
+            .values()
+            .map(|spec| {
+                let mut spec = spec.clone();
+                spec.environment.extend(options.extra_env.clone());
+                spec.environment
+                    .insert(CALLBACK_URL_VAR.to_owned(), callback_url.clone());
+                (
+                    spec.logical_id.clone(),
+                    Arc::new(FunctionPool::new(spec, &settings)),
+                )
+            })
+            .collect();
+
+        let events = ApiContext {
+            api_id: LOCAL_API_ID.to_owned(),
+            stage: api.stage.name.clone(),
+            domain_name: addr.to_string(),
+            stage_variables: api.stage.variables.clone(),
+        };
+        let shared = Arc::new(Shared {
+            api,
+            events,
+            local,
+            connections: Arc::new(Connections::default()),
+            functions,
+            limits: Limits {
+                idle_timeout: options.idle_timeout,
+                max_duration: options.max_duration,
+                connections_latency: options.connections_latency,
+            },
+            local_port: addr.port(),
+            shutting_down: AtomicBool::new(false),
+        });
+
+        let (stop_server, stopped) = oneshot::channel::<()>();
+        let app = app(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let server = tokio::spawn(async move {
+            let result = axum::serve(
+                // Small frames and responses must leave at once, not wait for Nagle.
+                listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                }),
+                app,
+            )
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+            if let Err(error) = result {
+                warn!("the gateway's server stopped: {error}");
+            }
+        });
+        info!(
+            stage = %shared.api.stage.name,
+            routes = shared.api.routes.len(),
+            functions = shared.functions.len(),
+            tables = shared.api.tables.len(),
+            dynamodb = %dynamodb_endpoint,
+            "local gateway listening on ws://{addr}/{}", shared.api.stage.name
+        );
+        Ok(Self {
+            shared,
+            addr,
+            stop_server: Some(stop_server),
+            server: Some(server),
+            dynamodb,
+            dynamodb_endpoint,
+        })
+    }
+
+    /// The address the gateway listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The stage served.
+    pub fn stage(&self) -> &str {
+        &self.shared.api.stage.name
+    }
+
+    /// The URL clients connect to (`ws://127.0.0.1:PORT/STAGE`).
+    pub fn websocket_url(&self) -> String {
+        format!("ws://{}/{}", self.addr, self.stage())
+    }
+
+    /// The @connections base URL handlers get as `CALLBACK_URL`.
+    pub fn callback_url(&self) -> String {
+        format!("http://{}/{}", self.addr, self.stage())
+    }
+
+    /// The DynamoDB endpoint the handlers use.
+    pub fn dynamodb_endpoint(&self) -> &str {
+        &self.dynamodb_endpoint
+    }
+
+    /// How many client connections are open.
+    pub fn connection_count(&self) -> usize {
+        self.shared.connections.len()
+    }
+
+    /// Closes every client (running `$disconnect`), then stops the server, the handler
+    /// processes and DynamoDB Local.
+    pub async fn shutdown(mut self) {
+        self.shared.shutting_down.store(true, Ordering::Release);
+        self.shared.connections.close_all(websocket::GOING_AWAY);
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.shared.connections.tasks_finished())
+            .await
+            .is_err()
+        {
+            warn!("some connections did not finish closing in {SHUTDOWN_GRACE:?}");
+        }
+        if let Some(stop) = self.stop_server.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut server) = self.server.take() {
+            if tokio::time::timeout(Duration::from_secs(2), &mut server)
+                .await
+                .is_err()
+            {
+                // A handler's kept-alive connection holds graceful shutdown open: cut it.
+                server.abort();
+            }
+        }
+        for pool in self.shared.functions.values() {
+            pool.shutdown().await;
+        }
+        if let Some(db) = self.dynamodb.take() {
+            db.stop().await;
+        }
+        info!("local gateway stopped");
+    }
+}
+
+/// The HTTP routes: WebSocket upgrades at `/` and `/STAGE`, @connections under the stage.
+fn app(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(websocket::upgrade_root))
+        .route("/{stage}", get(websocket::upgrade_stage))
+        .route(
+            "/{stage}/@connections/{*id}",
+            get(management::get_connection)
+                .post(management::post_to_connection)
+                .delete(management::delete_connection),
+        )
+        .with_state(shared)
+}
+
+async fn bind(port: u16) -> Result<TcpListener, StartError> {
+    // Loopback only: the gateway checks no signature and must not be reachable from the network.
+    TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .await
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::AddrInUse => StartError::PortInUse(port),
+            _ => StartError::Bind { port, source },
+        })
+}

@@ -1,0 +1,23 @@
+//! The local gateway: runs the real handler binaries behind a WebSocket endpoint that
+//! behaves like API Gateway, read from the synthesized CDK template, with DynamoDB Local.
+//!
+//! Start it with [`Gateway::start`]; the `local-gateway` binary is a thin CLI around it.
+
+#![warn(missing_docs)]
+
+mod authorizer;
+pub mod connections;
+pub mod events;
+pub mod functions;
+mod gateway;
+pub mod intrinsics;
+mod management;
+pub mod routing;
+pub mod tables;
+pub mod template;
+mod websocket;
+
+pub use gateway::{
+    DynamoDb, Gateway, Options, StartError, LOCAL_ACCOUNT_ID, LOCAL_API_ID, LOCAL_REGION,
+};
+pub use websocket::{DELETED, GOING_AWAY, TOO_BIG, UNSUPPORTED_DATA};

@@ -1,0 +1,126 @@
+//! The @connections management API at `/STAGE/@connections/{id}`: what handlers call to
+//! reach clients. Errors carry `x-amzn-ErrorType`, so the AWS SDK surfaces typed errors.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::connections::PostError;
+use crate::events::iso8601;
+use crate::gateway::Shared;
+use crate::websocket::DELETED;
+
+const ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
+
+/// `POST /STAGE/@connections/{id}`: PostToConnection.
+pub(crate) async fn post_to_connection(
+    State(shared): State<Arc<Shared>>,
+    Path((stage, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = precheck(&shared, &stage).await {
+        return refused;
+    }
+    let result = match shared.connections.get(&id) {
+        Some(connection) => connection.post(body),
+        None if body.len() > crate::connections::MAX_MESSAGE_BYTES => {
+            Err(PostError::PayloadTooLarge)
+        }
+        None => Err(PostError::Gone),
+    };
+    match result {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(PostError::Gone) => gone(&id),
+        Err(PostError::PayloadTooLarge) => aws_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLargeException",
+            "Message data is over the 128 KB limit",
+        ),
+        Err(PostError::BufferFull) => aws_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            "Client side buffer is full",
+        ),
+    }
+}
+
+/// `GET /STAGE/@connections/{id}`: GetConnection.
+pub(crate) async fn get_connection(
+    State(shared): State<Arc<Shared>>,
+    Path((stage, id)): Path<(String, String)>,
+) -> Response {
+    if let Some(refused) = precheck(&shared, &stage).await {
+        return refused;
+    }
+    match shared.connections.get(&id).filter(|c| c.is_open()) {
+        Some(connection) => {
+            let mut identity = serde_json::Map::new();
+            identity.insert("sourceIp".into(), connection.source_ip().to_string().into());
+            if let Some(agent) = connection.user_agent() {
+                identity.insert("userAgent".into(), agent.into());
+            }
+            let body = json!({
+                "connectedAt": iso8601(connection.connected_at_ms()),
+                "identity": identity,
+                "lastActiveAt": iso8601(connection.last_active_ms()),
+            });
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        None => gone(&id),
+    }
+}
+
+/// `DELETE /STAGE/@connections/{id}`: DeleteConnection; the socket closes and `$disconnect` runs.
+pub(crate) async fn delete_connection(
+    State(shared): State<Arc<Shared>>,
+    Path((stage, id)): Path<(String, String)>,
+) -> Response {
+    if let Some(refused) = precheck(&shared, &stage).await {
+        return refused;
+    }
+    match shared.connections.get(&id).filter(|c| c.is_open()) {
+        Some(connection) if connection.request_close(DELETED) => {
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => gone(&id),
+    }
+}
+
+/// Applies the injected latency, then refuses a wrong stage like API Gateway does.
+async fn precheck(shared: &Shared, stage: &str) -> Option<Response> {
+    let latency = shared.limits.connections_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    (stage != shared.api.stage.name)
+        .then(|| aws_error(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden"))
+}
+
+fn gone(id: &str) -> Response {
+    aws_error(
+        StatusCode::GONE,
+        "GoneException",
+        &format!("Connection {id} is gone"),
+    )
+}
+
+fn aws_error(status: StatusCode, error_type: &'static str, message: &str) -> Response {
+    (
+        status,
+        [
+            (ERROR_TYPE, error_type),
+            (header::CONTENT_TYPE, "application/json"),
+        ],
+        json!({ "message": message }).to_string(),
+    )
+        .into_response()
+}

@@ -1,0 +1,251 @@
+//! The `local-gateway` binary as a person runs it: one clear line for each startup error,
+//! and SIGINT / SIGTERM stop every process it started.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const BIN: &str = env!("CARGO_BIN_EXE_local-gateway");
+const HOW_TO_BUILD: &str = "run `make gateway-e2e-deps` (builds the handler binaries, synthesizes cdk.out/Realtime-dev.template.json)";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn bin_dir() -> PathBuf {
+    let dir = std::env::var_os("LOCAL_GATEWAY_BIN_DIR").map_or_else(
+        || Path::new(BIN).parent().expect("target folder").to_owned(),
+        PathBuf::from,
+    );
+    assert!(
+        dir.join("message").is_file(),
+        "handler binaries missing in {}: {HOW_TO_BUILD}",
+        dir.display()
+    );
+    dir
+}
+
+/// A copy of the synthesized template without a `$connect` authorizer: the test client has
+/// no token, and the authorizer has its own tests.
+fn template() -> PathBuf {
+    let path = repo_root().join("cdk.out/Realtime-dev.template.json");
+    assert!(
+        path.is_file(),
+        "{} is missing: {HOW_TO_BUILD}",
+        path.display()
+    );
+    let mut template: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("JSON");
+    if let Some(resources) = template["Resources"].as_object_mut() {
+        for resource in resources.values_mut() {
+            if resource["Type"] == "AWS::ApiGatewayV2::Route" {
+                resource["Properties"]["AuthorizationType"] = "NONE".into();
+                if let Some(p) = resource["Properties"].as_object_mut() {
+                    p.remove("AuthorizerId");
+                }
+            }
+        }
+    }
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("local-gateway-cli-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let copy = dir.join("Realtime-dev.template.json");
+    std::fs::write(&copy, template.to_string()).expect("write");
+    copy
+}
+
+/// Runs the binary to completion; returns its exit code and stderr.
+fn run_failing(args: &[&str], path_env: Option<&str>) -> (Option<i32>, String) {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(Stdio::null());
+    if let Some(path) = path_env {
+        command.env("PATH", path);
+    }
+    let output = command.output().expect("run local-gateway");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn assert_one_error_line(stderr: &str, expected: &str) {
+    let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got:\n{stderr}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(expected),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn startup_errors_are_one_clear_line() {
+    let template = template().display().to_string();
+    let bins = bin_dir().display().to_string();
+
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let (code, stderr) = run_failing(
+        &["--template", &template, "--bin-dir", &bins, "--port", &port],
+        None,
+    );
+    assert_eq!(code, Some(1));
+    assert_one_error_line(
+        &stderr,
+        &format!("port {port} on 127.0.0.1 is already in use"),
+    );
+
+    let bad = std::env::temp_dir().join(format!(
+        "local-gateway-cli-{}.template.json",
+        std::process::id()
+    ));
+    std::fs::write(&bad, "{ \"Resources\": ").expect("write");
+    let (code, stderr) = run_failing(
+        &["--template", &bad.display().to_string(), "--port", "0"],
+        None,
+    );
+    let _ = std::fs::remove_file(&bad);
+    assert_eq!(code, Some(1));
+    assert_one_error_line(&stderr, "cannot parse template");
+
+    let (code, stderr) = run_failing(
+        &["--template", &template, "--bin-dir", &bins, "--port", "0"],
+        Some("/nonexistent"),
+    );
+    assert_eq!(code, Some(1));
+    assert_one_error_line(&stderr, "Java is not installed");
+    if let Some(dir) = Path::new(&template).parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Starts the binary and waits for its ready line; returns the child and the WebSocket URL.
+fn start_gateway() -> (Child, String) {
+    let template = template();
+    let mut child = Command::new(BIN)
+        .args(["--template", &template.display().to_string()])
+        .args(["--bin-dir", &bin_dir().display().to_string(), "--port", "0"])
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start local-gateway");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the gateway printed its URL")
+            .expect("read stdout");
+        if let Some(url) = line.trim().strip_prefix("wscat -c ") {
+            break url.to_owned();
+        }
+    };
+    // The template is read once at start.
+    if let Some(dir) = template.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    // Keep draining stdout so the gateway never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, url)
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{child}/status")) else {
+            continue;
+        };
+        let parent = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        if parent == Some(pid) {
+            children.push(child);
+        }
+    }
+    children
+}
+
+/// Whether a process still runs (a zombie waiting for its new parent counts as gone).
+fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => !status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z')),
+        Err(_) => false,
+    }
+}
+
+fn stops_everything_on(signal: libc::c_int) {
+    let (mut child, url) = start_gateway();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // A client makes the handler processes start: there is something to stop.
+    let client = runtime.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("connect");
+        ws.send(Message::text(r#"{"action":"ping"}"#))
+            .await
+            .expect("send");
+        let pong = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("pong in time");
+        assert!(matches!(pong, Some(Ok(Message::Text(t))) if t.contains("pong")));
+        ws
+    });
+    let children = children_of(child.id());
+    assert!(
+        children.len() >= 3,
+        "java, connect and message should run: {children:?}"
+    );
+
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the gateway did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    drop(client);
+    std::thread::sleep(Duration::from_millis(300));
+    let left: Vec<_> = children
+        .into_iter()
+        .filter(|&pid| is_running(pid))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "still running after the gateway stopped: {left:?}"
+    );
+}
+
+#[test]
+fn sigint_stops_every_process() {
+    stops_everything_on(libc::SIGINT);
+}
+
+#[test]
+fn sigterm_stops_every_process() {
+    stops_everything_on(libc::SIGTERM);
+}

@@ -1,0 +1,968 @@
+//! End-to-end: the real gateway with the real handler binaries and DynamoDB Local, driven by a
+//! real WebSocket client over loopback. Each test starts its own gateway on a free port.
+//!
+//! Needs the handler binaries (`target/debug/{connect,disconnect,message}`), the test handler
+//! example and the synthesized template: `make gateway-e2e-deps` builds all three.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_apigatewaymanagement::error::SdkError;
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use futures::{SinkExt, StreamExt};
+use local_gateway::{Gateway, Options};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+
+const WAIT: Duration = Duration::from_secs(15);
+const HOW_TO_BUILD: &str = "run `make gateway-e2e-deps` (builds the handler binaries and examples, synthesizes cdk.out/Realtime-dev.template.json)";
+
+// ---------- what the tests need on disk ----------
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The target folder this test was built in (`target/debug`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/e2e-HASH -> target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target folder")
+        .to_owned()
+}
+
+/// The folder of the handler binaries: `LOCAL_GATEWAY_BIN_DIR`, else the target folder.
+fn bin_dir() -> PathBuf {
+    let dir = std::env::var_os("LOCAL_GATEWAY_BIN_DIR").map_or_else(target_dir, PathBuf::from);
+    for name in ["connect", "disconnect", "message"] {
+        assert!(
+            dir.join(name).is_file(),
+            "handler binary {} is missing: {HOW_TO_BUILD}",
+            dir.join(name).display()
+        );
+    }
+    dir
+}
+
+fn test_handler() -> PathBuf {
+    let path = target_dir().join("examples/test-handler");
+    assert!(
+        path.is_file(),
+        "{} is missing: {HOW_TO_BUILD}",
+        path.display()
+    );
+    path
+}
+
+fn real_template_path() -> PathBuf {
+    let path = repo_root().join("cdk.out/Realtime-dev.template.json");
+    assert!(
+        path.is_file(),
+        "{} is missing: {HOW_TO_BUILD}",
+        path.display()
+    );
+    path
+}
+
+/// The synthesized template with its `$connect` authorizer (if any) switched off: these tests
+/// are about the gateway and the chat, not about tokens (the authorizer has its own tests).
+fn real_template() -> Value {
+    let mut template: Value =
+        serde_json::from_slice(&std::fs::read(real_template_path()).expect("read template"))
+            .expect("template is JSON");
+    for resource in resources(&mut template).values_mut() {
+        if resource["Type"] == "AWS::ApiGatewayV2::Route" {
+            let properties = resource["Properties"].as_object_mut().expect("Properties");
+            properties.insert("AuthorizationType".into(), json!("NONE"));
+            properties.remove("AuthorizerId");
+        }
+    }
+    template
+}
+
+/// A copy of the synthesized template as the tests use it (see [`real_template`]).
+fn real_template_copy() -> PathBuf {
+    write_template(&real_template())
+}
+
+/// Writes a changed copy of the template (same file name, so the same stack name).
+fn write_template(template: &Value) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "local-gateway-e2e-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("Realtime-dev.template.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(template).expect("JSON"))
+        .expect("write template");
+    path
+}
+
+fn resources(template: &mut Value) -> &mut serde_json::Map<String, Value> {
+    template["Resources"].as_object_mut().expect("Resources")
+}
+
+fn api_id(template: &Value) -> String {
+    template["Resources"]
+        .as_object()
+        .expect("Resources")
+        .iter()
+        .find(|(_, r)| r["Type"] == "AWS::ApiGatewayV2::Api")
+        .map(|(id, _)| id.clone())
+        .expect("a WebSocket API")
+}
+
+/// Adds the test handler as a function with its own integration (1 s timeout), and routes to it.
+fn add_test_routes(template: &mut Value, route_keys: &[&str]) {
+    let api = api_id(template);
+    let handler = test_handler();
+    let res = resources(template);
+    res.insert(
+        "TestFunction".into(),
+        json!({
+            "Type": "AWS::Lambda::Function",
+            "Properties": {"FunctionName": "realtime-dev-test", "Timeout": 1},
+            "Metadata": {"local:binary": handler.display().to_string()}
+        }),
+    );
+    res.insert(
+        "TestIntegration".into(),
+        json!({
+            "Type": "AWS::ApiGatewayV2::Integration",
+            "Properties": {
+                "ApiId": {"Ref": api}, "IntegrationType": "AWS_PROXY",
+                "IntegrationUri": {"Fn::Join": ["", ["arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/", {"Fn::GetAtt": ["TestFunction", "Arn"]}, "/invocations"]]}
+            }
+        }),
+    );
+    for key in route_keys {
+        res.retain(|_, r| r["Properties"]["RouteKey"] != *key);
+        res.insert(
+            format!("TestRoute{}", key.replace('$', "")),
+            json!({
+                "Type": "AWS::ApiGatewayV2::Route",
+                "Properties": {
+                    "ApiId": {"Ref": api}, "RouteKey": key, "RouteResponseSelectionExpression": "$default",
+                    "Target": {"Fn::Join": ["", ["integrations/", {"Ref": "TestIntegration"}]]}
+                }
+            }),
+        );
+    }
+}
+
+// ---------- the gateway ----------
+
+async fn start(template: PathBuf, tweak: impl FnOnce(&mut Options)) -> Gateway {
+    let mut options = Options::new(template.clone());
+    options.port = 0;
+    options.stage = Some("dev".into());
+    options.bin_dir = bin_dir();
+    tweak(&mut options);
+    let gateway = Gateway::start(options).await.expect("the gateway starts");
+    // The template is read once at start: a copy written for this test can go.
+    if template.starts_with(std::env::temp_dir()) {
+        if let Some(dir) = template.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    gateway
+}
+
+async fn start_real() -> Gateway {
+    start(real_template_copy(), |_| {}).await
+}
+
+async fn start_with_test_routes(keys: &[&str]) -> Gateway {
+    let mut template = real_template();
+    add_test_routes(&mut template, keys);
+    start(write_template(&template), |o| {
+        o.extra_env
+            .insert("TEST_MARKER".into(), "from-the-gateway".into());
+    })
+    .await
+}
+
+fn management(gateway: &Gateway) -> aws_sdk_apigatewaymanagement::Client {
+    let config = aws_sdk_apigatewaymanagement::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "e2e"))
+        .endpoint_url(gateway.callback_url())
+        .http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+                .build_https(),
+        )
+        .build();
+    aws_sdk_apigatewaymanagement::Client::from_conf(config)
+}
+
+/// One HTTP/1.1 request over a fresh connection: status, headers, body.
+async fn http(
+    gateway: &Gateway,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
+    let mut stream = TcpStream::connect(gateway.local_addr())
+        .await
+        .expect("connect");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        gateway.local_addr(),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(body).await.expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+// ---------- a WebSocket client ----------
+
+struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    id: String,
+}
+
+impl Client {
+    async fn connect(gateway: &Gateway) -> Self {
+        Self::connect_to(&gateway.websocket_url()).await
+    }
+
+    async fn connect_to(url: &str) -> Self {
+        let (ws, response) = connect_async(url)
+            .await
+            .expect("WebSocket upgrade accepted");
+        assert_eq!(response.status(), 101);
+        let mut client = Self {
+            ws,
+            id: String::new(),
+        };
+        client.send(json!({"action": "whoami"})).await;
+        let identity = client.recv_where(|v| v["type"] == "identity").await;
+        client.id = identity["connectionId"]
+            .as_str()
+            .expect("connectionId")
+            .to_owned();
+        client
+    }
+
+    async fn send(&mut self, value: Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// Sends a text message split into frames of 32 KiB, as a client must for API Gateway.
+    async fn send_fragmented(&mut self, text: &str) {
+        let chunks: Vec<_> = text.as_bytes().chunks(32 * 1024).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let opcode = if i == 0 {
+                OpCode::Data(Data::Text)
+            } else {
+                OpCode::Data(Data::Continue)
+            };
+            let frame = Frame::message(chunk.to_vec(), opcode, i + 1 == chunks.len());
+            self.ws
+                .send(Message::Frame(frame))
+                .await
+                .expect("send frame");
+        }
+    }
+
+    /// The next text frame as JSON, within `within`; `None` when nothing came.
+    async fn next(&mut self, within: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    return Some(
+                        serde_json::from_str(&text)
+                            .unwrap_or_else(|_| Value::String(text.to_string())),
+                    );
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    panic!("connection closed while waiting for a frame: {frame:?}")
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(error)) => panic!("socket error: {error}"),
+                None => panic!("connection ended while waiting for a frame"),
+            }
+        }
+    }
+
+    /// Skips frames until one matches.
+    async fn recv_where(&mut self, matches: impl Fn(&Value) -> bool) -> Value {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            match self.next(deadline - Instant::now()).await {
+                Some(value) if matches(&value) => return value,
+                Some(value) => seen.push(value),
+                None => break,
+            }
+        }
+        panic!("no matching frame within {WAIT:?}; got {seen:?}");
+    }
+
+    async fn request(&mut self, request: Value, reply_type: &str) -> Value {
+        self.send(request).await;
+        self.recv_where(|v| v["type"] == reply_type || v["type"] == "error")
+            .await
+    }
+
+    /// Reads until the server's close frame.
+    async fn expect_close(&mut self) -> Option<CloseFrame> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .expect("a close frame in time")
+            {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                Some(Err(error)) => panic!("socket error instead of a close frame: {error}"),
+                None => panic!("connection ended without a close frame"),
+            }
+        }
+    }
+}
+
+fn close_code(frame: Option<CloseFrame>) -> u16 {
+    frame.map(|f| u16::from(f.code)).unwrap_or(1005)
+}
+
+// ---------- the tests ----------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_clients_join_a_room_and_chat() {
+    let gateway = start_real().await;
+    let mut alice = Client::connect(&gateway).await;
+    let mut bob = Client::connect(&gateway).await;
+    assert_ne!(alice.id, bob.id);
+    for client in [&mut alice, &mut bob] {
+        let joined = client
+            .request(json!({"action": "join", "room": "kitchen"}), "joined")
+            .await;
+        assert_eq!(joined, json!({"type": "joined", "room": "kitchen"}));
+    }
+    alice
+        .send(json!({"action": "sendmessage", "room": "kitchen", "text": "hello bob"}))
+        .await;
+    let alice_id = alice.id.clone();
+    for client in [&mut alice, &mut bob] {
+        let message = client.recv_where(|v| v["type"] == "message").await;
+        assert_eq!(message["room"], "kitchen");
+        assert_eq!(message["text"], "hello bob");
+        assert_eq!(message["from"], alice_id.as_str());
+    }
+    bob.send(json!({"action": "sendmessage", "room": "kitchen", "text": "hi alice"}))
+        .await;
+    let reply = alice.recv_where(|v| v["type"] == "message").await;
+    assert_eq!(reply["text"], "hi alice");
+    assert_eq!(reply["from"], bob.id.as_str());
+    // Without a room: the lobby, which everyone joined at $connect.
+    bob.send(json!({"action": "sendmessage", "text": "lobby news"}))
+        .await;
+    let lobby = alice.recv_where(|v| v["type"] == "message").await;
+    assert_eq!(lobby["room"], "lobby");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whisper_reaches_only_its_target() {
+    let gateway = start_real().await;
+    let mut alice = Client::connect(&gateway).await;
+    let mut bob = Client::connect(&gateway).await;
+    let mut carol = Client::connect(&gateway).await;
+    alice
+        .send(json!({"action": "whisper", "to": bob.id, "text": "psst"}))
+        .await;
+    let whisper = bob.recv_where(|v| v["type"] == "message").await;
+    assert_eq!(whisper["text"], "psst");
+    assert_eq!(whisper["direct"], true);
+    assert_eq!(whisper["from"], alice.id.as_str());
+    assert_eq!(
+        carol.next(Duration::from_millis(500)).await,
+        None,
+        "carol must not see it"
+    );
+
+    // A target that left: the sender gets `gone`.
+    let gone_id = carol.id.clone();
+    carol.ws.close(None).await.expect("close");
+    drop(carol);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let error = alice
+        .request(
+            json!({"action": "whisper", "to": gone_id, "text": "still there?"}),
+            "none",
+        )
+        .await;
+    assert_eq!(error["code"], "gone", "{error}");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_returns_the_last_messages_oldest_first() {
+    let gateway = start_real().await;
+    let mut alice = Client::connect(&gateway).await;
+    alice
+        .request(json!({"action": "join", "room": "log"}), "joined")
+        .await;
+    for text in ["one", "two", "three"] {
+        alice
+            .send(json!({"action": "sendmessage", "room": "log", "text": text}))
+            .await;
+        let echoed = alice.recv_where(|v| v["type"] == "message").await;
+        assert_eq!(echoed["text"], text);
+    }
+    let history = alice
+        .request(
+            json!({"action": "history", "room": "log", "limit": 2}),
+            "history",
+        )
+        .await;
+    let texts: Vec<_> = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["text"].clone())
+        .collect();
+    assert_eq!(texts, [json!("two"), json!("three")], "{history}");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_protocol_error_code_reaches_the_sender() {
+    let gateway = start_real().await;
+    let mut alice = Client::connect(&gateway).await;
+    let cases = [
+        // Not JSON and unknown actions go through $default to the message handler.
+        (json!("this is not JSON"), "bad_request"),
+        (json!([1, 2, 3]), "bad_request"),
+        (json!({"action": "dance"}), "unknown_action"),
+        (json!({"action": "join", "room": 7}), "bad_request"),
+        (
+            json!({"action": "join", "room": "no spaces allowed"}),
+            "invalid",
+        ),
+        (
+            json!({"action": "sendmessage", "room": "lobby", "text": ""}),
+            "invalid",
+        ),
+        (
+            json!({"action": "history", "room": "lobby", "limit": 1000}),
+            "invalid",
+        ),
+        (
+            json!({"action": "sendmessage", "room": "elsewhere", "text": "hi"}),
+            "not_member",
+        ),
+        (
+            json!({"action": "whisper", "to": "Tm9ib2R5SGVyZQ=", "text": "hi"}),
+            "gone",
+        ),
+    ];
+    for (request, code) in cases {
+        match &request {
+            Value::String(text) => alice.send_text(text).await,
+            other => alice.send(other.clone()).await,
+        }
+        let error = alice.recv_where(|v| v["type"] == "error").await;
+        assert_eq!(error["code"], code, "request {request} gave {error}");
+        assert!(
+            error["requestId"].as_str().is_some_and(|id| !id.is_empty()),
+            "{error}"
+        );
+    }
+    // The unknown-action message lists the valid actions.
+    alice.send(json!({"action": "dance"})).await;
+    let error = alice.recv_where(|v| v["type"] == "error").await;
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sendmessage"),
+        "{error}"
+    );
+    // And the connection still works.
+    assert_eq!(
+        alice.request(json!({"action": "ping"}), "pong").await,
+        json!({"type": "pong"})
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_default_route_unmatched_frames_get_forbidden() {
+    let mut template = real_template();
+    resources(&mut template).retain(|_, r| r["Properties"]["RouteKey"] != "$default");
+    let gateway = start(write_template(&template), |_| {}).await;
+    let mut alice = Client::connect(&gateway).await;
+    for frame in ["not json", r#"{"action":"dance"}"#] {
+        alice.send_text(frame).await;
+        let forbidden = alice.next(WAIT).await.expect("a Forbidden frame");
+        assert_eq!(forbidden["message"], "Forbidden", "{forbidden}");
+        assert_eq!(forbidden["connectionId"], alice.id.as_str());
+        assert!(
+            forbidden["requestId"]
+                .as_str()
+                .is_some_and(|id| id.len() == 16),
+            "{forbidden}"
+        );
+        assert_eq!(
+            forbidden.as_object().map(|o| o.len()),
+            Some(3),
+            "{forbidden}"
+        );
+    }
+    assert_eq!(
+        alice.request(json!({"action": "ping"}), "pong").await,
+        json!({"type": "pong"})
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_messages_and_frames_close_with_1009_and_binary_with_1003() {
+    let gateway = start_real().await;
+    // Over 128 KiB, in frames of 32 KiB: read whole, then refused.
+    let mut big = Client::connect(&gateway).await;
+    big.send_fragmented(&"x".repeat(128 * 1024 + 1)).await;
+    assert_eq!(close_code(big.expect_close().await), 1009);
+
+    // One frame over 32 KiB: refused like API Gateway's frame quota.
+    let mut wide = Client::connect(&gateway).await;
+    wide.send_text(&"x".repeat(32 * 1024 + 1)).await;
+    assert_eq!(close_code(wide.expect_close().await), 1009);
+
+    // Exactly 128 KiB in 32 KiB frames is accepted (and answered by the handler).
+    let mut limit = Client::connect(&gateway).await;
+    let at_limit = format!(
+        r#"{{"action":"ping","pad":"{}"}}"#,
+        "y".repeat(128 * 1024 - 26)
+    );
+    assert_eq!(at_limit.len(), 128 * 1024);
+    limit.send_fragmented(&at_limit).await;
+    assert_eq!(
+        limit.recv_where(|v| v["type"] == "pong").await,
+        json!({"type": "pong"})
+    );
+
+    let mut binary = Client::connect(&gateway).await;
+    binary
+        .ws
+        .send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .expect("send");
+    assert_eq!(close_code(binary.expect_close().await), 1003);
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_gives_internal_server_error_and_the_next_message_works() {
+    let gateway = start_with_test_routes(&["crash", "echo", "sleep", "fail"]).await;
+    let mut alice = Client::connect(&gateway).await;
+
+    alice.send(json!({"action": "echo"})).await;
+    let first = alice.next(WAIT).await.expect("echo");
+    assert_eq!(first["routeKey"], "echo");
+    assert_eq!(
+        first["marker"], "from-the-gateway",
+        "--env reaches the functions"
+    );
+
+    for action in ["fail", "crash", "sleep"] {
+        let started = Instant::now();
+        alice.send(json!({"action": action})).await;
+        let error = alice.next(WAIT).await.expect("an error frame");
+        assert_eq!(
+            error["message"], "Internal server error",
+            "{action}: {error}"
+        );
+        assert_eq!(error["connectionId"], alice.id.as_str());
+        assert!(error["requestId"].is_string());
+        if action == "sleep" {
+            // The function's 1 s timeout, not the 29 s integration timeout.
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "timeout took {:?}",
+                started.elapsed()
+            );
+        }
+    }
+    // The connection stays open, and a fresh process answers: its invocation count restarted.
+    alice.send(json!({"action": "echo", "n": 2})).await;
+    let echo = alice.next(WAIT).await.expect("echo after crash");
+    assert_eq!(echo["routeKey"], "echo");
+    assert_eq!(
+        echo["invocations"], 1,
+        "a new process after the timeout: {echo}"
+    );
+    assert_eq!(
+        alice.request(json!({"action": "ping"}), "pong").await,
+        json!({"type": "pong"})
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn busy_functions_get_more_processes_up_to_the_bound() {
+    let mut template = real_template();
+    add_test_routes(&mut template, &["nap"]);
+    let gateway = start(write_template(&template), |o| {
+        o.max_processes_per_function = 2
+    })
+    .await;
+    let mut alice = Client::connect(&gateway).await;
+    let started = Instant::now();
+    for n in 0..4 {
+        alice.send(json!({"action": "nap", "n": n})).await;
+    }
+    let mut pids = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let answer = alice.recv_where(|v| v["routeKey"] == "nap").await;
+        pids.insert(answer["pid"].as_u64().expect("pid"));
+    }
+    let elapsed = started.elapsed();
+    // Busy: a second process started; bounded: no third. One event at a time each, so
+    // four naps of 300 ms take at least two rounds.
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_status_decides_the_upgrade() {
+    let gateway = start_with_test_routes(&["$connect"]).await;
+    let url = gateway.websocket_url();
+    match connect_async(format!("{url}?reject=403")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("expected a refused upgrade, got {other:?}"),
+    }
+    // Accepted at / as well as /dev; the message handler then works as usual.
+    let root = format!("ws://{}/", gateway.local_addr());
+    let (mut ws, _) = connect_async(root).await.expect("upgrade at /");
+    ws.send(Message::text(r#"{"action":"ping"}"#))
+        .await
+        .expect("send");
+    let pong = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("pong in time");
+    assert!(matches!(pong, Some(Ok(Message::Text(t))) if t.contains("pong")));
+    // Another stage is refused.
+    match connect_async(format!("ws://{}/prod", gateway.local_addr())).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("expected 403 for another stage, got {other:?}"),
+    }
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn authorizer_on_connect_gives_401_403_or_its_context() {
+    let mut template = real_template();
+    add_test_routes(&mut template, &["echo"]);
+    let api = api_id(&template);
+    let connect_route = resources(&mut template)
+        .iter()
+        .find(|(_, r)| r["Properties"]["RouteKey"] == "$connect")
+        .map(|(id, _)| id.clone())
+        .expect("$connect route");
+    let res = resources(&mut template);
+    res.insert(
+        "TestAuthorizer".into(),
+        json!({
+            "Type": "AWS::ApiGatewayV2::Authorizer",
+            "Properties": {
+                "ApiId": {"Ref": api}, "AuthorizerType": "REQUEST", "Name": "test",
+                "IdentitySource": ["route.request.querystring.token"],
+                "AuthorizerUri": {"Fn::Join": ["", ["arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/", {"Fn::GetAtt": ["TestFunction", "Arn"]}, "/invocations"]]}
+            }
+        }),
+    );
+    let route = &mut res[&connect_route]["Properties"];
+    route["AuthorizationType"] = json!("CUSTOM");
+    route["AuthorizerId"] = json!({"Ref": "TestAuthorizer"});
+    let gateway = start(write_template(&template), |_| {}).await;
+    let url = gateway.websocket_url();
+    for (query, status) in [("", 401), ("?token=", 401), ("?token=deny", 403)] {
+        match connect_async(format!("{url}{query}")).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), status, "{query}")
+            }
+            other => panic!("expected {status} for {query:?}, got {other:?}"),
+        }
+    }
+    let mut alice = Client::connect_to(&format!("{url}?token=allow")).await;
+    alice.send(json!({"action": "echo"})).await;
+    let echo = alice.next(WAIT).await.expect("echo");
+    assert_eq!(echo["authorizer"]["principalId"], "alice-id", "{echo}");
+    assert_eq!(echo["authorizer"]["user"], "alice");
+    assert_eq!(
+        echo["authorizer"]["level"], "3",
+        "context values are stringified"
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_api_post_get_delete() {
+    let gateway = start_real().await;
+    let client = management(&gateway);
+    let mut alice = Client::connect(&gateway).await;
+
+    // POST reaches the client (the SDK percent-encodes the id's `=`; the gateway decodes it).
+    client
+        .post_to_connection()
+        .connection_id(&alice.id)
+        .data(Blob::new(r#"{"type":"hello"}"#))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        alice.recv_where(|v| v["type"] == "hello").await,
+        json!({"type": "hello"})
+    );
+
+    // GET: ISO-8601 times and the identity.
+    let info = client
+        .get_connection()
+        .connection_id(&alice.id)
+        .send()
+        .await
+        .expect("get");
+    assert!(info.connected_at().is_some() && info.last_active_at().is_some());
+    assert_eq!(
+        info.identity().and_then(|i| i.source_ip()),
+        Some("127.0.0.1")
+    );
+    let (status, _, body) = http(
+        &gateway,
+        "GET",
+        &format!("/dev/@connections/{}", alice.id.replace('=', "%3D")),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_str(&body).expect("JSON");
+    assert!(
+        body["connectedAt"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && t.contains('T')),
+        "{body}"
+    );
+
+    // 413 over 128 KiB.
+    let (status, headers, _) = http(
+        &gateway,
+        "POST",
+        &format!("/dev/@connections/{}", alice.id),
+        &vec![b'x'; 128 * 1024 + 1],
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert_eq!(
+        header(&headers, "x-amzn-errortype"),
+        Some("PayloadTooLargeException")
+    );
+
+    // DELETE closes the client; afterwards the id is gone.
+    client
+        .delete_connection()
+        .connection_id(&alice.id)
+        .send()
+        .await
+        .expect("delete");
+    let frame = alice.expect_close().await;
+    assert_eq!(close_code(frame), 1000);
+    let error = client
+        .post_to_connection()
+        .connection_id(&alice.id)
+        .data(Blob::new("late"))
+        .send()
+        .await
+        .expect_err("gone after delete");
+    match error {
+        SdkError::ServiceError(e) => assert!(e.err().is_gone_exception(), "{:?}", e.err()),
+        other => panic!("expected GoneException, got {other:?}"),
+    }
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_ids_get_410_gone_exception_after_the_injected_latency() {
+    let latency = Duration::from_millis(200);
+    let gateway = start(real_template_copy(), |o| o.connections_latency = latency).await;
+    for method in ["POST", "GET", "DELETE"] {
+        let started = Instant::now();
+        let (status, headers, _) = http(
+            &gateway,
+            method,
+            "/dev/@connections/Tm9ib2R5%2BSGVy%2FZQ%3D",
+            b"{}",
+        )
+        .await;
+        assert_eq!(status, 410, "{method}");
+        assert!(
+            started.elapsed() >= latency,
+            "{method}: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            header(&headers, "x-amzn-errortype"),
+            Some("GoneException"),
+            "{method}"
+        );
+    }
+    let error = management(&gateway)
+        .get_connection()
+        .connection_id("Tm9+b2R5/SGVyZQ=")
+        .send()
+        .await
+        .expect_err("unknown id");
+    match error {
+        SdkError::ServiceError(e) => assert!(e.err().is_gone_exception(), "{:?}", e.err()),
+        other => panic!("expected GoneException, got {other:?}"),
+    }
+    // Another stage's @connections is refused.
+    let (status, _, _) = http(&gateway, "POST", "/prod/@connections/abc", b"{}").await;
+    assert_eq!(status, 403);
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_close_after_the_idle_timeout() {
+    let gateway = start(real_template_copy(), |o| {
+        o.idle_timeout = Duration::from_secs(1)
+    })
+    .await;
+    let mut alice = Client::connect(&gateway).await;
+    alice.send(json!({"action": "ping"})).await;
+    // The idle clock restarts when the gateway receives the ping: shortly after this instant.
+    let sent = Instant::now();
+    alice.recv_where(|v| v["type"] == "pong").await;
+    let frame = alice.expect_close().await;
+    assert_eq!(close_code(frame), 1001);
+    assert!(
+        sent.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+    // The gateway forgot it: posting gives 410.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _, _) = http(
+        &gateway,
+        "POST",
+        &format!("/dev/@connections/{}", alice.id),
+        b"x",
+    )
+    .await;
+    assert_eq!(status, 410);
+    assert_eq!(gateway.connection_count(), 0);
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_template_gives_every_route_and_table() {
+    let local = local_gateway::intrinsics::LocalContext {
+        region: "us-east-1".into(),
+        account_id: "000000000000".into(),
+        api_id: "local".into(),
+        api_endpoint: "ws://127.0.0.1:3001".into(),
+    };
+    let api = local_gateway::template::Template::load(&real_template_path())
+        .expect("the synthesized template parses")
+        .api("dev", &local)
+        .expect("the synthesized template is usable");
+    for key in [
+        "$connect",
+        "$disconnect",
+        "$default",
+        "join",
+        "leave",
+        "sendmessage",
+        "whisper",
+        "history",
+        "whoami",
+        "ping",
+    ] {
+        let route = api
+            .routes
+            .get(key)
+            .unwrap_or_else(|| panic!("no route {key}"));
+        assert!(route.target.is_some(), "route {key} has no integration");
+    }
+    let gateway = start_real().await;
+    let mut alice = Client::connect(&gateway).await;
+    // Every action the stack routes reaches the message handler.
+    assert_eq!(
+        alice.request(json!({"action": "ping"}), "pong").await,
+        json!({"type": "pong"})
+    );
+    let identity = alice.request(json!({"action": "whoami"}), "identity").await;
+    assert_eq!(identity["connectionId"], alice.id.as_str());
+    assert!(
+        identity["rooms"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!("lobby"))),
+        "{identity}"
+    );
+    let ddb = local_gateway::tables::local_client(gateway.dynamodb_endpoint(), "us-east-1");
+    let tables = ddb.list_tables().send().await.expect("list tables");
+    let names = tables.table_names();
+    assert!(
+        names.iter().any(|n| n == "realtime-dev-connections"),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n == "realtime-dev-audit"), "{names:?}");
+    gateway.shutdown().await;
+}
