@@ -45,7 +45,7 @@ deps: $(VENV_STAMP) $(NODE_STAMP) $(JAVA_STAMP) ## install every tool the projec
 .PHONY: dev test
 dev: dev-gateway ## run the real handlers behind the local gateway on 127.0.0.1:3001
 
-test: fmt-check clippy rust-test cdk-test synth-bundled ## everything: format, lint, Rust tests, stack tests, bundled synth
+test: fmt-check clippy cdk-test rust-test web-test synth-bundled ## everything: format, lint, stack tests, Rust tests, browser test, bundled synth
 	@echo "make test: all green"
 
 # ---- Rust ----
@@ -57,7 +57,7 @@ clippy:
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 handlers: ## build the handler binaries for this machine (what the local gateway runs)
-	cargo build --workspace --bins --locked
+	cargo build --workspace --bins --examples --locked
 
 # One DynamoDB Local serves the whole run (each test makes its own tables); the gateway's
 # end-to-end tests read the synthesized dev template.
