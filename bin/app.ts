@@ -3,6 +3,7 @@
 import { App } from 'aws-cdk-lib';
 import { StageSettingsError } from '../cdk/stages';
 import { buildRealtimeApp } from '../lib/realtime-app';
+import { authNoneWarning } from '../lib/realtime-stack';
 
 // SKIP_BUNDLING=1 skips the cargo lambda builds (the CLI always asks for bundling, and rejects -c aws:...).
 const skipBundling = process.env.SKIP_BUNDLING === '1';
@@ -13,6 +14,10 @@ try {
   const requested = app.node.tryGetContext('architecture');
   if (requested !== undefined) {
     process.stderr.write(`NOTE: architecture overridden by context: ${stack.stackName} builds ${stack.settings.architecture}.\n`);
+  }
+  // Also a warning annotation on the stack; said here too so that it is never missed.
+  if (stack.settings.auth.mode === 'none') {
+    process.stderr.write(`WARNING: ${authNoneWarning(stack.settings.name)}\n`);
   }
   if (skipBundling) {
     process.stderr.write(

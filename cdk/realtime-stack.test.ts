@@ -1,5 +1,8 @@
-import { App } from 'aws-cdk-lib';
-import { Match } from 'aws-cdk-lib/assertions';
+import { App, Validations } from 'aws-cdk-lib';
+import { WebSocketRoute } from 'aws-cdk-lib/aws-apigatewayv2';
+import { Annotations, Match } from 'aws-cdk-lib/assertions';
+import type { IConstruct } from 'constructs';
+import type { ConnectAuthorizer } from '../lib/connect-authorizer';
 import { buildRealtimeApp } from '../lib/realtime-app';
 import type { HandlerFunction } from '../lib/handler-function';
 import { ACTIONS } from '../lib/routes';
@@ -16,7 +19,7 @@ import {
 import { resolveStage, type StageSettings } from './stages';
 
 const STAGES = ['dev', 'prod'] as const;
-const BINARIES = ['connect', 'disconnect', 'message'] as const;
+const BINARIES = ['connect', 'disconnect', 'message', 'authorizer'] as const;
 type Binary = (typeof BINARIES)[number];
 
 // Synthesizing takes seconds: each variant once, shared by the tests that read it.
@@ -30,8 +33,56 @@ function stage(name: string): Synthesized {
   return result;
 }
 
+/** The stage's $connect authorizer; every stage of cdk.json has one. */
+function authorizerOf(s: Synthesized): ConnectAuthorizer {
+  if (s.stack.authorizer === undefined) {
+    throw new Error(`expected stage ${s.stack.settings.name} to have a $connect authorizer`);
+  }
+  return s.stack.authorizer;
+}
+
+/** The HS256 secret of a stage; every stage of cdk.json is hs256. */
+function secretOf(s: Synthesized) {
+  const secret = authorizerOf(s).secret;
+  if (secret === undefined) {
+    throw new Error(`expected stage ${s.stack.settings.name} to have a JWT secret`);
+  }
+  return secret;
+}
+
+/** The logical id of the template's one AWS::ApiGatewayV2::Authorizer. */
+function logicalIdOfAuthorizer(s: Synthesized): string {
+  const ids = Object.keys(resourcesOf(s.template, 'AWS::ApiGatewayV2::Authorizer'));
+  expect(ids).toHaveLength(1);
+  return ids[0];
+}
+
+/** The rule ids acknowledged on a construct itself (cdk-nag findings, warnings), with their reasons. */
+function acknowledgedOn(construct: IConstruct): Record<string, string> {
+  const rules: Record<string, string> = {};
+  for (const entry of construct.node.metadata) {
+    if (entry.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY) {
+      for (const [id, reason] of Object.entries(entry.data as Record<string, string>)) {
+        // Acknowledgements are recorded as annotation rules: `Annotation::AwsSolutions-APIG4`.
+        rules[id.replace(/^Annotation::/, '')] = reason;
+      }
+    }
+  }
+  return rules;
+}
+
+/** Every route of the stack's API by route key, with the rules acknowledged on it. */
+function routeAcknowledgements(s: Synthesized): Map<string, Record<string, string>> {
+  return new Map(
+    s.stack.node
+      .findAll()
+      .filter((construct): construct is WebSocketRoute => construct instanceof WebSocketRoute)
+      .map((route) => [route.routeKey, acknowledgedOn(route)]),
+  );
+}
+
 function handlerOf(s: Synthesized, binary: Binary): HandlerFunction {
-  return s.stack[binary];
+  return binary === 'authorizer' ? authorizerOf(s).handler : s.stack[binary];
 }
 
 /** Every IAM statement that reaches a role: its inline policies and every AWS::IAM::Policy naming it. */
@@ -66,7 +117,8 @@ describe.each(STAGES)('stage %s', (name) => {
     });
 
     test('GIVEN the stage WHEN synthesized THEN every named resource carries the stage', () => {
-      const nameKeys = ['TableName', 'FunctionName', 'LogGroupName', 'AlarmName', 'TopicName', 'StageName'];
+      // `Name` covers the API, the authorizer and the secret.
+      const nameKeys = ['TableName', 'FunctionName', 'LogGroupName', 'AlarmName', 'TopicName', 'StageName', 'Name'];
       const resources = s.template.toJSON().Resources as Record<string, Json>;
       let checked = 0;
       for (const resource of Object.values(resources)) {
@@ -124,7 +176,7 @@ describe.each(STAGES)('stage %s', (name) => {
       ['$disconnect', 'disconnect'],
       ['$default', 'message'],
       ...ACTIONS.map((action) => [action, 'message']),
-    ] as [string, Binary][])('GIVEN route %s THEN it invokes the %s function', (routeKey, binary) => {
+    ] as [string, Binary][])('GIVEN route %s THEN it invokes the %s function, authorized on $connect only', (routeKey, binary) => {
       // GIVEN
       const routes = s.template.findResources('AWS::ApiGatewayV2::Route', { Properties: { RouteKey: routeKey } });
       const [route] = Object.values(routes) as Json[];
@@ -137,19 +189,27 @@ describe.each(STAGES)('stage %s', (name) => {
       expect(JSON.stringify(integration.IntegrationUri)).toContain(
         JSON.stringify(arnOf(logicalId(s.stack, handlerOf(s, binary).function))),
       );
-      expect(propertiesOf(route).AuthorizationType).toBe('NONE');
+      if (routeKey === '$connect') {
+        expect(propertiesOf(route).AuthorizationType).toBe('CUSTOM');
+        expect(propertiesOf(route).AuthorizerId).toEqual({ Ref: logicalIdOfAuthorizer(s) });
+      } else {
+        expect(propertiesOf(route).AuthorizationType).toBe('NONE');
+        expect(propertiesOf(route).AuthorizerId).toBeUndefined();
+      }
     });
 
     test('GIVEN the message function THEN one integration serves all its routes', () => {
       s.template.resourceCountIs('AWS::ApiGatewayV2::Integration', 3);
     });
 
-    test('GIVEN each route THEN API Gateway may invoke its function for that route only', () => {
+    test('GIVEN each route and the authorizer THEN API Gateway may invoke their functions, nobody else', () => {
       const permissions = Object.values(resourcesOf(s.template, 'AWS::Lambda::Permission')).map(propertiesOf);
-      expect(permissions).toHaveLength(3 + ACTIONS.length);
+      // One per route, plus the authorizer's.
+      expect(permissions).toHaveLength(3 + ACTIONS.length + 1);
       for (const permission of permissions) {
         expect(permission.Principal).toBe('apigateway.amazonaws.com');
         expect(permission.Action).toBe('lambda:InvokeFunction');
+        expect(permission.SourceArn).toBeDefined();
       }
     });
 
@@ -185,6 +245,129 @@ describe.each(STAGES)('stage %s', (name) => {
         LogGroupName: `/aws/apigateway/realtime-${name}/access`,
         RetentionInDays: settings.logRetentionDays,
       });
+    });
+  });
+
+  describe('the $connect authorizer', () => {
+    let authorizerId: string;
+    let functionId: string;
+    beforeAll(() => {
+      authorizerId = logicalIdOfAuthorizer(s);
+      functionId = logicalId(s.stack, authorizerOf(s).handler.function);
+    });
+
+    test('GIVEN the stage THEN one REQUEST authorizer reads the token from the query string and runs the authorizer function', () => {
+      const authorizer = propertiesOf(s.template.toJSON().Resources[authorizerId] as Json);
+      expect(authorizer).toEqual({
+        ApiId: { Ref: apiId },
+        Name: `realtime-${name}-connect`,
+        AuthorizerType: 'REQUEST',
+        // Browsers cannot set headers on a WebSocket; without the parameter API Gateway answers 401 itself.
+        IdentitySource: ['route.request.querystring.token'],
+        AuthorizerUri: {
+          'Fn::Join': [
+            '',
+            [
+              'arn:',
+              { Ref: 'AWS::Partition' },
+              ':apigateway:',
+              { Ref: 'AWS::Region' },
+              ':lambda:path/2015-03-31/functions/',
+              arnOf(functionId),
+              '/invocations',
+            ],
+          ],
+        },
+      });
+    });
+
+    test('GIVEN the routes THEN only $connect names the authorizer', () => {
+      const authorized = Object.values(resourcesOf(s.template, 'AWS::ApiGatewayV2::Route'))
+        .map(propertiesOf)
+        .filter((route) => route.AuthorizerId !== undefined || route.AuthorizationType !== 'NONE');
+      expect(authorized).toEqual([
+        expect.objectContaining({ RouteKey: '$connect', AuthorizationType: 'CUSTOM', AuthorizerId: { Ref: authorizerId } }),
+      ]);
+    });
+
+    test('GIVEN the authorizer THEN API Gateway may invoke its function through this authorizer only', () => {
+      // WHEN
+      const permissions = Object.values(resourcesOf(s.template, 'AWS::Lambda::Permission'))
+        .map(propertiesOf)
+        .filter((permission) => JSON.stringify(permission.FunctionName) === JSON.stringify(arnOf(functionId)));
+      // THEN
+      expect(permissions).toEqual([
+        {
+          Action: 'lambda:InvokeFunction',
+          FunctionName: arnOf(functionId),
+          Principal: 'apigateway.amazonaws.com',
+          SourceArn: {
+            'Fn::Join': [
+              '',
+              [
+                'arn:',
+                { Ref: 'AWS::Partition' },
+                ':execute-api:',
+                { Ref: 'AWS::Region' },
+                ':',
+                { Ref: 'AWS::AccountId' },
+                ':',
+                { Ref: apiId },
+                '/authorizers/',
+                { Ref: authorizerId },
+              ],
+            ],
+          },
+        },
+      ]);
+    });
+
+    test('GIVEN the authorizer THEN cdk-nag APIG4 is satisfied on $connect, acknowledged only on the other routes', () => {
+      // WHEN
+      const acknowledgements = routeAcknowledgements(s);
+      // THEN
+      expect([...acknowledgements.keys()].sort()).toEqual(['$connect', '$default', '$disconnect', ...ACTIONS].sort());
+      for (const [routeKey, rules] of acknowledgements) {
+        if (routeKey === '$connect') {
+          expect(rules['AwsSolutions-APIG4']).toBeUndefined();
+        } else {
+          expect(rules['AwsSolutions-APIG4']).toMatch(/authorizes only on \$connect/);
+        }
+      }
+    });
+
+    test('GIVEN hs256 THEN a generated 64-character key lives in a secret named after the stage, kept or deleted like the tables', () => {
+      // GIVEN
+      const policy = settings.removalPolicy === 'retain' ? 'Retain' : 'Delete';
+      // WHEN
+      const secrets = resourcesOf(s.template, 'AWS::SecretsManager::Secret');
+      // THEN
+      expect(Object.keys(secrets)).toEqual([logicalId(s.stack, secretOf(s))]);
+      s.template.hasResource('AWS::SecretsManager::Secret', {
+        Properties: Match.objectLike({
+          Name: `realtime-${name}-jwt-secret`,
+          GenerateSecretString: { PasswordLength: 64, ExcludePunctuation: true },
+          // The AWS-managed key: the authorizer needs no KMS permission to read it.
+          KmsKeyId: Match.absent(),
+        }),
+        DeletionPolicy: policy,
+        UpdateReplacePolicy: policy,
+      });
+      // Rotation is acknowledged, with its reason, on the secret alone.
+      expect(acknowledgedOn(secretOf(s))['AwsSolutions-SMG4']).toMatch(/invalidates every issued token/);
+    });
+
+    test('GIVEN hs256 THEN no role but the authorizer’s may read a secret', () => {
+      // WHEN
+      const readers = Object.values(resourcesOf(s.template, 'AWS::IAM::Policy'))
+        .map(propertiesOf)
+        .filter((policy) => JSON.stringify(policy.PolicyDocument).includes('secretsmanager:'));
+      // THEN
+      expect(readers.map((policy) => policy.Roles)).toEqual([[{ Ref: logicalId(s.stack, authorizerOf(s).handler.role) }]]);
+    });
+
+    test('GIVEN hs256 THEN the secret ARN is an output, to fetch the key and mint tokens', () => {
+      s.template.hasOutput('JwtSecretArn', { Value: { Ref: logicalId(s.stack, secretOf(s)) } });
     });
   });
 
@@ -235,10 +418,14 @@ describe.each(STAGES)('stage %s', (name) => {
           ['https://', { Ref: apiId }, '.execute-api.', { Ref: 'AWS::Region' }, '.', { Ref: 'AWS::URLSuffix' }, `/${name}`],
         ],
       };
-      const expected =
-        binary === 'message'
-          ? { ...common, CALLBACK_URL: callbackUrl, FANOUT_CONCURRENCY: String(settings.fanoutConcurrency) }
-          : common;
+      // The authorizer reads no table: only its auth settings (every stage of cdk.json is hs256).
+      const byBinary: Record<Binary, Json> = {
+        connect: common,
+        disconnect: common,
+        message: { ...common, CALLBACK_URL: callbackUrl, FANOUT_CONCURRENCY: String(settings.fanoutConcurrency) },
+        authorizer: { AUTH_MODE: 'hs256', JWT_SECRET_ARN: { Ref: logicalId(s.stack, secretOf(s)) } },
+      };
+      const expected = byBinary[binary];
       // WHEN
       const fn = propertiesOf(s.template.toJSON().Resources[functionId] as Json);
       // THEN
@@ -289,6 +476,10 @@ describe.each(STAGES)('stage %s', (name) => {
           ),
           statement('AuditTable', ['dynamodb:PutItem', 'dynamodb:Query'], arnOf(auditId)),
           statement('PostToConnections', ['execute-api:ManageConnections'], postToConnections),
+        ],
+        // The one call the authorizer makes, on the one secret; no table, no @connections.
+        authorizer: [
+          statement('ReadJwtSecret', ['secretsmanager:GetSecretValue'], { Ref: logicalId(s.stack, secretOf(s)) }),
         ],
       };
       const xray: Json[] = settings.tracing
@@ -518,6 +709,141 @@ describe('optional settings', () => {
   });
 });
 
+describe('auth modes', () => {
+  const JWKS = {
+    mode: 'jwks',
+    jwksUrl: 'https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123/.well-known/jwks.json',
+    issuer: 'https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123',
+    audience: '1example23456789',
+  };
+
+  /** The authorizer function's environment variables. */
+  function authorizerEnvironment(s: Synthesized): Json {
+    const fn = propertiesOf(s.template.toJSON().Resources[logicalId(s.stack, authorizerOf(s).handler.function)] as Json);
+    return (fn.Environment as Json).Variables as Json;
+  }
+
+  test('GIVEN hs256 with issuer and audience WHEN synthesized THEN the authorizer checks both', () => {
+    // GIVEN / WHEN
+    const s = synthStage('dev', { auth: { mode: 'hs256', issuer: 'realtime-dev', audience: 'chat' } });
+    // THEN
+    expect(authorizerEnvironment(s)).toEqual({
+      AUTH_MODE: 'hs256',
+      JWT_SECRET_ARN: { Ref: logicalId(s.stack, secretOf(s)) },
+      JWT_ISSUER: 'realtime-dev',
+      JWT_AUDIENCE: 'chat',
+    });
+  });
+
+  describe('jwks', () => {
+    let s: Synthesized;
+    beforeAll(() => {
+      s = synthStage('dev', { auth: { ...JWKS, algorithm: 'ES256' } });
+    });
+
+    test('GIVEN a JWKS stage WHEN synthesized THEN the authorizer gets the URL, issuer, audience and algorithm', () => {
+      expect(authorizerEnvironment(s)).toEqual({
+        AUTH_MODE: 'jwks',
+        JWKS_URL: JWKS.jwksUrl,
+        JWT_ISSUER: JWKS.issuer,
+        JWT_AUDIENCE: JWKS.audience,
+        JWT_ALGORITHM: 'ES256',
+      });
+    });
+
+    test('GIVEN no algorithm WHEN synthesized THEN RS256 (what Cognito signs with)', () => {
+      const rs = synthStage('dev', { auth: JWKS });
+      expect(authorizerEnvironment(rs).JWT_ALGORITHM).toBe('RS256');
+    });
+
+    test('GIVEN a JWKS stage WHEN synthesized THEN the authorizer runs like the other functions', () => {
+      s.template.hasResource('AWS::Lambda::Function', {
+        Metadata: Match.objectLike({ 'local:binary': 'authorizer' }),
+        Properties: Match.objectLike({
+          FunctionName: 'realtime-dev-authorizer',
+          Runtime: 'provided.al2023',
+          Architectures: ['arm64'],
+        }),
+      });
+    });
+
+    test('GIVEN a JWKS stage WHEN synthesized THEN no secret exists and the authorizer role holds its log group only', () => {
+      // GIVEN
+      const handler = authorizerOf(s).handler;
+      const roleId = logicalId(s.stack, handler.role);
+      // WHEN
+      const statements = statementsOf(s, roleId);
+      // THEN
+      expect(authorizerOf(s).secret).toBeUndefined();
+      s.template.resourceCountIs('AWS::SecretsManager::Secret', 0);
+      expect(Object.keys(s.template.toJSON().Outputs as Json)).not.toContain('JwtSecretArn');
+      expect(statements).toEqual([
+        {
+          Sid: 'WriteOwnLogGroup',
+          Effect: 'Allow',
+          Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          Resource: arnOf(logicalId(s.stack, handler.logGroup)),
+        },
+      ]);
+      expect(JSON.stringify(s.template.toJSON())).not.toContain('secretsmanager:');
+    });
+
+    test('GIVEN a JWKS stage WHEN synthesized THEN $connect is still authorized by the same REQUEST authorizer', () => {
+      s.template.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', {
+        AuthorizerType: 'REQUEST',
+        IdentitySource: ['route.request.querystring.token'],
+      });
+      s.template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: '$connect', AuthorizationType: 'CUSTOM' });
+    });
+  });
+
+  describe('none', () => {
+    let s: Synthesized;
+    let printed: string;
+    let annotations: Annotations;
+    beforeAll(() => {
+      // Synth prints its validation report (warnings included) on stderr: capture it.
+      const stderr = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+      try {
+        // Template.fromStack inside synthStage throws on any unacknowledged cdk-nag finding.
+        s = synthStage('dev', { auth: { mode: 'none' } });
+        annotations = Annotations.fromStack(s.stack);
+        printed = stderr.mock.calls.map((call) => call.join(' ')).join('\n');
+      } finally {
+        stderr.mockRestore();
+      }
+    });
+
+    test('GIVEN auth none WHEN synthesized THEN there is no authorizer, no authorizer function and no secret', () => {
+      expect(s.stack.authorizer).toBeUndefined();
+      s.template.resourceCountIs('AWS::ApiGatewayV2::Authorizer', 0);
+      s.template.resourceCountIs('AWS::SecretsManager::Secret', 0);
+      s.template.resourceCountIs('AWS::Lambda::Function', 3);
+      s.template.resourceCountIs('AWS::CloudWatch::Alarm', 2 * 3 + 1);
+      expect(Object.keys(s.template.toJSON().Outputs as Json)).not.toContain('JwtSecretArn');
+      for (const route of Object.values(resourcesOf(s.template, 'AWS::ApiGatewayV2::Route'))) {
+        expect(propertiesOf(route).AuthorizationType).toBe('NONE');
+      }
+    });
+
+    test('GIVEN auth none WHEN synthesized THEN the stack carries a warning that the API is open to anyone, and synth prints it', () => {
+      annotations.hasWarning(
+        '/Realtime-dev',
+        Match.stringLikeRegexp('Stage "dev" has auth mode "none".*open to anyone'),
+      );
+      expect(printed).toContain('WARNING Stage "dev" has auth mode "none": the WebSocket API has no authorizer and is open to anyone');
+    });
+
+    test('GIVEN auth none WHEN synthesized THEN APIG4 is acknowledged on $connect, naming the choice', () => {
+      expect(routeAcknowledgements(s).get('$connect')?.['AwsSolutions-APIG4']).toMatch(/sets auth mode "none"/);
+    });
+
+    test.each(['dev', 'prod'])('GIVEN stage %s of cdk.json THEN it has no open-API warning', (name) => {
+      Annotations.fromStack(stage(name).stack).hasNoWarning('*', Match.stringLikeRegexp('auth mode "none"'));
+    });
+  });
+});
+
 describe('bad input stops synth', () => {
   test('GIVEN an unknown stage WHEN the app is built THEN it fails naming the valid stages', () => {
     const app = new App({ context: { ...CDK_CONTEXT, stage: 'nope', 'aws:cdk:bundling-stacks': [] } });
@@ -528,5 +854,11 @@ describe('bad input stops synth', () => {
     expect(() => synthStage('prod', { timeoutSeconds: 60 })).toThrow(
       'Stage "prod": setting "timeoutSeconds" must be an integer from 1 to 29; got 60.',
     );
+  });
+
+  test('GIVEN a JWKS URL over http WHEN the app is built THEN it fails naming stage, setting and what is valid', () => {
+    expect(() =>
+      synthStage('prod', { auth: { mode: 'jwks', jwksUrl: 'http://idp.example.com/jwks.json', issuer: 'i', audience: 'a' } }),
+    ).toThrow('Stage "prod": setting "auth.jwksUrl" must be an https:// URL of a JSON Web Key Set');
   });
 });

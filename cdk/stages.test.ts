@@ -1,4 +1,5 @@
 import {
+  AUTH_MODES,
   DEFAULT_FANOUT_CONCURRENCY,
   LOG_RETENTION_DAYS,
   parseStageSettings,
@@ -38,6 +39,14 @@ describe('the stages of cdk.json', () => {
   test('GIVEN prod THEN it keeps its data: retain, PITR, deletion protection', () => {
     const prod = resolveStage(RAW_STAGES, 'prod');
     expect(prod).toMatchObject({ removalPolicy: 'retain', pointInTimeRecovery: true, deletionProtection: true });
+  });
+
+  test('GIVEN dev and prod THEN both authenticate with hs256: no stage of cdk.json is open', () => {
+    for (const settings of parseStages(RAW_STAGES).values()) {
+      expect(settings.auth.mode).not.toBe('none');
+    }
+    expect(resolveStage(RAW_STAGES, 'dev').auth).toEqual({ mode: 'hs256', issuer: undefined, audience: undefined });
+    expect(resolveStage(RAW_STAGES, 'prod').auth).toEqual({ mode: 'hs256', issuer: undefined, audience: undefined });
   });
 
   test('GIVEN every stage THEN it runs on arm64 and within the 29 s integration limit', () => {
@@ -98,6 +107,8 @@ describe('stage settings', () => {
       alarmEmail: undefined,
       customDomain: undefined,
       manageApiGatewayAccountRole: false,
+      // Secure by default: a stage that says nothing about auth gets hs256, never none.
+      auth: { mode: 'hs256' },
     });
   });
 
@@ -114,6 +125,7 @@ describe('stage settings', () => {
         certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-aaaa-bbbb-cccc-0123456789ab',
       },
       manageApiGatewayAccountRole: true,
+      auth: { mode: 'hs256', issuer: 'realtime-qa', audience: 'chat' },
     });
     expect(settings).toMatchObject({
       account: '123456789012',
@@ -123,6 +135,7 @@ describe('stage settings', () => {
       alarmEmail: 'ops@example.com',
       customDomain: { domainName: 'ws.example.com' },
       manageApiGatewayAccountRole: true,
+      auth: { mode: 'hs256', issuer: 'realtime-qa', audience: 'chat' },
     });
   });
 
@@ -198,5 +211,67 @@ describe('the architecture override', () => {
     expect(() => withArchitecture(dev, 'riscv')).toThrow(
       'Stage "dev": context override "architecture" must be one of arm64, x86_64; got "riscv".',
     );
+  });
+});
+
+describe('the auth setting', () => {
+  const JWKS: Json = {
+    mode: 'jwks',
+    jwksUrl: 'https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123/.well-known/jwks.json',
+    issuer: 'https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123',
+    audience: '1example23456789',
+  };
+
+  test('GIVEN hs256 alone WHEN parsed THEN issuer and audience are unchecked', () => {
+    expect(parseStageSettings('qa', { ...VALID, auth: { mode: 'hs256' } }).auth).toEqual({
+      mode: 'hs256',
+      issuer: undefined,
+      audience: undefined,
+    });
+  });
+
+  test('GIVEN jwks without an algorithm WHEN parsed THEN RS256', () => {
+    expect(parseStageSettings('qa', { ...VALID, auth: JWKS }).auth).toEqual({ ...JWKS, algorithm: 'RS256' });
+  });
+
+  test('GIVEN jwks with ES256 WHEN parsed THEN ES256 is kept', () => {
+    expect(parseStageSettings('qa', { ...VALID, auth: { ...JWKS, algorithm: 'ES256' } }).auth).toMatchObject({
+      algorithm: 'ES256',
+    });
+  });
+
+  test('GIVEN none WHEN parsed THEN it is accepted (the stack warns about it)', () => {
+    expect(parseStageSettings('qa', { ...VALID, auth: { mode: 'none' } }).auth).toEqual({ mode: 'none' });
+  });
+
+  test('GIVEN the modes THEN they are hs256, jwks and none', () => {
+    expect(AUTH_MODES).toEqual(['hs256', 'jwks', 'none']);
+  });
+
+  // Each case breaks the auth setting one way; the error names the stage, the setting and what is valid.
+  test.each<[string, unknown, string]>([
+    ['auth not an object', 'hs256', 'setting "auth" must be an object with mode, jwksUrl, issuer, audience, algorithm; got "hs256"'],
+    ['mode missing', {}, 'setting "auth.mode" must be one of hs256, jwks, none; got undefined'],
+    ['unknown mode', { mode: 'oidc' }, 'setting "auth.mode" must be one of hs256, jwks, none; got "oidc"'],
+    ['mode in capitals', { mode: 'HS256' }, 'setting "auth.mode" must be one of hs256, jwks, none; got "HS256"'],
+    ['unknown key', { mode: 'hs256', secret: 'x' }, 'unknown setting "auth.secret"; valid settings: auth.mode, auth.jwksUrl, auth.issuer, auth.audience, auth.algorithm'],
+    ['jwks key in hs256 mode', { mode: 'hs256', jwksUrl: JWKS.jwksUrl }, 'unknown setting "auth.jwksUrl" with mode "hs256"; valid settings: auth.mode, auth.issuer, auth.audience'],
+    ['algorithm in hs256 mode', { mode: 'hs256', algorithm: 'RS256' }, 'unknown setting "auth.algorithm" with mode "hs256"; valid settings: auth.mode, auth.issuer, auth.audience'],
+    ['issuer in none mode', { mode: 'none', issuer: 'x' }, 'unknown setting "auth.issuer" with mode "none"; valid settings: auth.mode'],
+    ['empty hs256 issuer', { mode: 'hs256', issuer: '' }, 'setting "auth.issuer" must be a non-empty string without whitespace (at most 1024 characters); got ""'],
+    ['hs256 audience with a space', { mode: 'hs256', audience: 'my app' }, 'setting "auth.audience" must be a non-empty string without whitespace'],
+    ['jwks without jwksUrl', { ...JWKS, jwksUrl: undefined }, 'setting "auth.jwksUrl" must be an https:// URL of a JSON Web Key Set, such as "https://cognito-idp.eu-west-1.amazonaws.com/POOL_ID/.well-known/jwks.json", when mode is "jwks"; got undefined'],
+    ['jwks over http', { ...JWKS, jwksUrl: 'http://idp.example.com/jwks.json' }, 'setting "auth.jwksUrl" must be an https:// URL of a JSON Web Key Set'],
+    ['jwksUrl not a URL', { ...JWKS, jwksUrl: 'cognito' }, 'setting "auth.jwksUrl" must be an https:// URL of a JSON Web Key Set'],
+    ['jwksUrl with credentials', { ...JWKS, jwksUrl: 'https://user:pw@idp.example.com/jwks.json' }, 'setting "auth.jwksUrl" must be an https:// URL'],
+    ['jwks without issuer', { ...JWKS, issuer: undefined }, 'setting "auth.issuer" must be a non-empty string without whitespace (at most 1024 characters) when mode is "jwks" (the required "iss" claim); got undefined'],
+    ['jwks without audience', { ...JWKS, audience: undefined }, 'setting "auth.audience" must be a non-empty string without whitespace (at most 1024 characters) when mode is "jwks" (the required "aud" claim); got undefined'],
+    ['jwks with HS256', { ...JWKS, algorithm: 'HS256' }, 'setting "auth.algorithm" must be one of RS256, ES256; got "HS256"'],
+  ])('GIVEN %s WHEN parsed THEN the error names stage, setting and valid values', (_, auth, message) => {
+    // GIVEN
+    const raw = { ...VALID, auth };
+    // WHEN / THEN
+    expect(() => parseStageSettings('qa', raw)).toThrow(StageSettingsError);
+    expect(() => parseStageSettings('qa', raw)).toThrow(`Stage "qa": ${message}`);
   });
 });

@@ -25,6 +25,49 @@ export const DEFAULT_STAGE = 'dev';
 /** Default bound on concurrent @connections posts per fan-out. */
 export const DEFAULT_FANOUT_CONCURRENCY = 64;
 
+/** How `$connect` authenticates clients: a JWT checked by the authorizer, or nobody (an open API). */
+export const AUTH_MODES = ['hs256', 'jwks', 'none'] as const;
+/** An auth mode name as written in cdk.json. */
+export type AuthModeName = (typeof AUTH_MODES)[number];
+
+/** The signature algorithms a JWKS stage may accept (one per stage: no algorithm confusion). */
+export const JWT_ALGORITHMS = ['RS256', 'ES256'] as const;
+/** A JWKS signature algorithm. */
+export type JwtAlgorithmName = (typeof JWT_ALGORITHMS)[number];
+
+/** The stage's auth when cdk.json does not set one: secure by default, never `none`. */
+export const DEFAULT_AUTH: AuthSettings = { mode: 'hs256' };
+
+/** HS256 tokens signed with a key the stack generates and keeps in Secrets Manager. */
+export interface Hs256AuthSettings {
+  readonly mode: 'hs256';
+  /** Required `iss` claim. @default - not checked */
+  readonly issuer?: string;
+  /** Required `aud` claim. @default - not checked */
+  readonly audience?: string;
+}
+
+/** RS256 or ES256 tokens of an identity provider that publishes its keys (e.g. a Cognito user pool). */
+export interface JwksAuthSettings {
+  readonly mode: 'jwks';
+  /** The https:// URL of the provider's JSON Web Key Set. */
+  readonly jwksUrl: string;
+  /** Required `iss` claim. */
+  readonly issuer: string;
+  /** Required `aud` claim (for Cognito: the app client id). */
+  readonly audience: string;
+  /** The one algorithm accepted. @default 'RS256' */
+  readonly algorithm: JwtAlgorithmName;
+}
+
+/** No authorizer: anyone who knows the URL may connect (synth warns). */
+export interface NoAuthSettings {
+  readonly mode: 'none';
+}
+
+/** Who may connect to a stage. */
+export type AuthSettings = Hs256AuthSettings | JwksAuthSettings | NoAuthSettings;
+
 /** A custom domain for the WebSocket endpoint, with an ACM certificate in the stack's region. */
 export interface CustomDomainSettings {
   /** The host name clients connect to, e.g. `ws.example.com`. */
@@ -81,6 +124,8 @@ export interface StageSettings {
    * @default false
    */
   readonly manageApiGatewayAccountRole: boolean;
+  /** Who may connect: the `$connect` authorizer's mode. @default { mode: 'hs256' } */
+  readonly auth: AuthSettings;
 }
 
 /** Every key a stage may set in cdk.json. */
@@ -101,6 +146,7 @@ const SETTING_KEYS: readonly (keyof StageSettings)[] = [
   'alarmEmail',
   'customDomain',
   'manageApiGatewayAccountRole',
+  'auth',
 ];
 
 const STAGE_NAME = /^[a-z][a-z0-9-]{0,19}$/;
@@ -108,6 +154,9 @@ const ACCOUNT = /^\d{12}$/;
 const REGION = /^[a-z]{2}(-[a-z]+)+-\d$/;
 const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 const DOMAIN_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+// A claim value as written in a token: no whitespace, at most 1024 characters.
+const CLAIM = /^\S{1,1024}$/;
+const CLAIM_DESCRIPTION = 'a non-empty string without whitespace (at most 1024 characters)';
 const CERTIFICATE_ARN = /^arn:aws[a-z-]*:acm:([a-z]{2}(-[a-z]+)+-\d):\d{12}:certificate\/[A-Za-z0-9-]+$/;
 
 /** Raised for any invalid stage or setting; the message says what is valid. */
@@ -201,14 +250,74 @@ class SettingReader {
     return reader;
   }
 
-  rejectUnknown(keys: readonly string[]): void {
+  /** `qualifier` says when the valid keys depend on another setting, e.g. `with mode "hs256"`. */
+  rejectUnknown(keys: readonly string[], qualifier?: string): void {
     const unknown = Object.keys(this.raw).filter((key) => !keys.includes(key));
     if (unknown.length > 0) {
       throw new StageSettingsError(
-        `Stage "${this.stage}": unknown setting "${this.prefix}${unknown[0]}"; valid settings: ${keys
-          .map((key) => this.prefix + key)
-          .join(', ')}.`,
+        `Stage "${this.stage}": unknown setting "${this.prefix}${unknown[0]}"${
+          qualifier === undefined ? '' : ` ${qualifier}`
+        }; valid settings: ${keys.map((key) => this.prefix + key).join(', ')}.`,
       );
+    }
+  }
+
+  httpsUrl(key: string, description: string): string {
+    const value = this.raw[key];
+    let url: URL | undefined;
+    try {
+      url = typeof value === 'string' ? new URL(value) : undefined;
+    } catch {
+      url = undefined;
+    }
+    if (
+      typeof value !== 'string' ||
+      url === undefined ||
+      url.protocol !== 'https:' ||
+      url.hostname === '' ||
+      url.username !== '' ||
+      url.password !== '' ||
+      /\s/.test(value)
+    ) {
+      this.fail(key, description);
+    }
+    return value;
+  }
+}
+
+/** The `auth` setting: its mode decides which other keys exist and which are required. */
+function parseAuth(read: SettingReader): AuthSettings {
+  if (!read.has('auth')) {
+    return DEFAULT_AUTH;
+  }
+  const auth = read.nested('auth', ['mode', 'jwksUrl', 'issuer', 'audience', 'algorithm']);
+  const mode = auth.oneOf('mode', AUTH_MODES);
+  const qualifier = `with mode "${mode}"`;
+  switch (mode) {
+    case 'hs256': {
+      auth.rejectUnknown(['mode', 'issuer', 'audience'], qualifier);
+      return {
+        mode,
+        issuer: auth.has('issuer') ? auth.pattern('issuer', CLAIM, CLAIM_DESCRIPTION) : undefined,
+        audience: auth.has('audience') ? auth.pattern('audience', CLAIM, CLAIM_DESCRIPTION) : undefined,
+      };
+    }
+    case 'jwks': {
+      auth.rejectUnknown(['mode', 'jwksUrl', 'issuer', 'audience', 'algorithm'], qualifier);
+      return {
+        mode,
+        jwksUrl: auth.httpsUrl(
+          'jwksUrl',
+          'an https:// URL of a JSON Web Key Set, such as "https://cognito-idp.eu-west-1.amazonaws.com/POOL_ID/.well-known/jwks.json", when mode is "jwks"',
+        ),
+        issuer: auth.pattern('issuer', CLAIM, `${CLAIM_DESCRIPTION} when mode is "jwks" (the required "iss" claim)`),
+        audience: auth.pattern('audience', CLAIM, `${CLAIM_DESCRIPTION} when mode is "jwks" (the required "aud" claim)`),
+        algorithm: auth.oneOf('algorithm', JWT_ALGORITHMS, 'RS256'),
+      };
+    }
+    case 'none': {
+      auth.rejectUnknown(['mode'], qualifier);
+      return { mode };
     }
   }
 }
@@ -268,6 +377,7 @@ export function parseStageSettings(name: string, raw: unknown): StageSettings {
     alarmEmail: read.optionalPattern('alarmEmail', EMAIL, 'an e-mail address'),
     customDomain,
     manageApiGatewayAccountRole: read.boolean('manageApiGatewayAccountRole', false),
+    auth: parseAuth(read),
   };
 
   if (settings.deletionProtection && settings.removalPolicy === 'destroy') {

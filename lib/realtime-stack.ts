@@ -1,16 +1,25 @@
-import { CfnOutput, RemovalPolicy, Stack, type StackProps, Tags, Validations } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, RemovalPolicy, Stack, type StackProps, Tags, Validations } from 'aws-cdk-lib';
 import { WebSocketLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import { AttributeType, BillingMode, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
 import { flattenCfnReference } from 'cdk-nag/lib/utils/flatten-cfn-reference';
 import type { Construct } from 'constructs';
 import type { StageSettings } from '../cdk/stages';
 import { RealtimeAlarms } from './alarms';
+import { ConnectAuthorizer } from './connect-authorizer';
 import { HandlerFunction } from './handler-function';
 import { ACTIONS } from './routes';
 import { RealtimeWebSocketApi } from './websocket-api';
 
 /** The TTL attribute of both tables (epoch seconds). */
 export const TTL_ATTRIBUTE = 'expiresAt';
+
+/** The id of the synth warning a stage with `auth: none` gets. */
+export const AUTH_NONE_WARNING_ID = 'realtime:authNone';
+
+/** What synth says about a stage with `auth: none`. */
+export function authNoneWarning(stage: string): string {
+  return `Stage "${stage}" has auth mode "none": the WebSocket API has no authorizer and is open to anyone who knows its URL. Set "auth" in cdk.json (hs256 or jwks) unless that is intended.`;
+}
 
 /** The name of a stage's stack. */
 export function stackName(stage: string): string {
@@ -41,6 +50,8 @@ export class RealtimeStack extends Stack {
   readonly disconnect: HandlerFunction;
   /** Handles `$default` and every action route. */
   readonly message: HandlerFunction;
+  /** Authorizes `$connect`; absent when the stage's auth mode is `none`. */
+  readonly authorizer?: ConnectAuthorizer;
   /** The alarms and their optional notification topic. */
   readonly alarms: RealtimeAlarms;
 
@@ -109,7 +120,22 @@ export class RealtimeStack extends Stack {
         'Fan-out posts to connections whose ids are only known at run time; the wildcard is limited to POST on @connections of this API and stage.',
     });
 
+    if (settings.auth.mode === 'none') {
+      Annotations.of(this).addWarningV2(AUTH_NONE_WARNING_ID, authNoneWarning(settings.name));
+    } else {
+      this.authorizer = new ConnectAuthorizer(this, 'ConnectAuthorizer', {
+        settings,
+        auth: settings.auth,
+        webSocketApi: this.webSocket.api,
+        manifestPath: props.manifestPath,
+        removalPolicy,
+      });
+    }
+
     const handlers = [this.connect, this.disconnect, this.message];
+    if (this.authorizer !== undefined) {
+      handlers.push(this.authorizer.handler);
+    }
     if (settings.tracing) {
       for (const each of handlers) {
         Validations.of(each.role).acknowledge({
@@ -119,7 +145,11 @@ export class RealtimeStack extends Stack {
       }
     }
 
-    this.webSocket.addRoute('$connect', new WebSocketLambdaIntegration('Connect', this.connect.function));
+    this.webSocket.addRoute(
+      '$connect',
+      new WebSocketLambdaIntegration('Connect', this.connect.function),
+      this.authorizer,
+    );
     this.webSocket.addRoute('$disconnect', new WebSocketLambdaIntegration('Disconnect', this.disconnect.function));
     // One integration serves $default and every action: a new action is one entry in ACTIONS.
     const messageIntegration = new WebSocketLambdaIntegration('Message', this.message.function);
@@ -138,6 +168,12 @@ export class RealtimeStack extends Stack {
     new CfnOutput(this, 'CallbackUrl', { value: this.webSocket.callbackUrl, description: '@connections endpoint' });
     new CfnOutput(this, 'ConnectionsTableName', { value: this.connectionsTable.tableName });
     new CfnOutput(this, 'AuditTableName', { value: this.auditTable.tableName });
+    if (this.authorizer?.secret !== undefined) {
+      new CfnOutput(this, 'JwtSecretArn', {
+        value: this.authorizer.secret.secretArn,
+        description: 'Secrets Manager secret holding the HS256 key that signs $connect tokens',
+      });
+    }
     if (this.webSocket.domainName !== undefined) {
       new CfnOutput(this, 'CustomDomainTarget', {
         value: this.webSocket.domainName.regionalDomainName,

@@ -25,7 +25,7 @@ pub async fn sdk_config(timeout: Duration) -> SdkConfig {
 }
 
 /// The one HTTP client of the process: hyper with rustls on ring.
-fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+pub fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https()
@@ -63,7 +63,11 @@ pub async fn local_sdk_config(timeout: Duration) -> SdkConfig {
         .http_client(http_client())
         .region(aws_config::Region::new(LOCAL_REGION))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local", "local", None, None, "local",
+            LOCAL_ACCESS_KEY,
+            LOCAL_ACCESS_KEY,
+            None,
+            None,
+            "local",
         ))
         .timeout_config(TimeoutConfig::builder().operation_timeout(timeout).build())
         .load()
@@ -73,10 +77,25 @@ pub async fn local_sdk_config(timeout: Duration) -> SdkConfig {
 /// The region used for everything local.
 pub const LOCAL_REGION: &str = "us-east-1";
 
-/// A DynamoDB client for a local endpoint such as DynamoDB Local.
-pub fn local_dynamodb(config: &SdkConfig, endpoint: &str) -> aws_sdk_dynamodb::Client {
-    let config = aws_sdk_dynamodb::config::Builder::from(config)
+/// The static credentials of everything local; DynamoDB Local and the local gateway accept any.
+pub const LOCAL_ACCESS_KEY: &str = "local";
+
+/// A DynamoDB client for a local endpoint such as DynamoDB Local: fixed region, static
+/// credentials, the same HTTP client as the handlers.
+pub fn local_dynamodb(endpoint: &str, region: &str, timeout: Duration) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            LOCAL_ACCESS_KEY,
+            LOCAL_ACCESS_KEY,
+            None,
+            None,
+            "local",
+        ))
         .endpoint_url(endpoint)
+        .http_client(http_client())
+        .timeout_config(TimeoutConfig::builder().operation_timeout(timeout).build())
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }

@@ -88,7 +88,11 @@ impl DynamoDbLocal {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // Its own process group: Ctrl-C in a terminal (or from make) reaches only its parent,
+            // which stops Java after what still needs the database (a gateway's `$disconnect`s).
+            .process_group(0);
+        die_with_parent(&mut command);
         match &options.data_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(Error::Spawn)?;
@@ -116,6 +120,11 @@ impl DynamoDbLocal {
     /// The port DynamoDB Local listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The Java process's id (`None` once it has been reaped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Stops the Java process and waits for it to exit.
@@ -149,6 +158,33 @@ impl DynamoDbLocal {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// Makes the kernel send Java SIGKILL when the thread that started it exits: a parent killed
+/// with SIGKILL (or dying any other way without [`DynamoDbLocal::stop`]) never leaves Java
+/// running, which its own process group would otherwise allow.
+///
+/// The signal follows the spawning *thread*: start DynamoDB Local from a thread that lives as
+/// long as the database is needed (a runtime's main or worker thread, not `spawn_blocking`).
+fn die_with_parent(command: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed: it calls prctl(2) and getppid(2), plain system calls that take no lock
+    // and allocate nothing, reads `parent` (a u32 copied into the closure before the fork), and
+    // builds its error with `from_raw_os_error` / `last_os_error`, which only wrap an errno.
+    // It touches no memory that another thread of the parent could hold or change.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect: then no signal would come.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
     }
 }
 

@@ -32,3 +32,114 @@ async fn a_folder_without_the_jar_is_a_clear_error() {
     assert!(matches!(err, Error::JarMissing(ref dir) if *dir == missing));
     assert!(err.to_string().contains("make deps"));
 }
+
+#[tokio::test]
+async fn java_runs_in_its_own_process_group() {
+    let db = DynamoDbLocal::start(Options::default())
+        .await
+        .expect("DynamoDB Local starts");
+    let pid = db.pid().expect("a pid");
+    // Field 5 of /proc/PID/stat is the process group; the command name (field 2) has no spaces.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let group: u32 = stat
+        .split_whitespace()
+        .nth(4)
+        .and_then(|g| g.parse().ok())
+        .expect("process group");
+    assert_eq!(
+        group, pid,
+        "Ctrl-C to our group must not reach Java: {stat}"
+    );
+    db.stop().await;
+}
+
+/// The processes whose parent is `pid`, with their command names.
+fn children_of(pid: u32) -> Vec<(u32, String)> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{child}/status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+        };
+        if field("PPid:").and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            children.push((child, field("Name:").unwrap_or_default()));
+        }
+    }
+    children
+}
+
+/// Whether a process still runs (a zombie waiting to be reaped counts as gone).
+fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => !status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z')),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn a_parent_killed_with_sigkill_leaves_no_java_behind() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    // The parent: with-dynamodb running a command that prints the endpoint and then waits for
+    // its stdin to close. SIGKILL gives it no chance to stop Java itself.
+    let mut parent = Command::new(env!("CARGO_BIN_EXE_with-dynamodb"))
+        .args(["sh", "-c", r#"echo "$TEST_DYNAMODB_ENDPOINT"; exec cat"#])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start with-dynamodb");
+    let mut endpoint = String::new();
+    BufReader::new(parent.stdout.take().expect("stdout"))
+        .read_line(&mut endpoint)
+        .expect("read the endpoint");
+    let port: u16 = endpoint
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no endpoint printed: {endpoint:?}"));
+    let java: Vec<u32> = children_of(parent.id())
+        .into_iter()
+        .filter(|(_, name)| name == "java")
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(
+        java.len(),
+        1,
+        "one Java child: {:?}",
+        children_of(parent.id())
+    );
+    let java = java[0];
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+
+    parent.kill().expect("SIGKILL the parent");
+    parent.wait().expect("reap the parent");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_running(java) {
+        assert!(
+            Instant::now() < deadline,
+            "Java {java} still runs 10 s after its parent was killed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Closing the pipe ends `cat`, the orphaned command.
+    drop(parent.stdin.take());
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "something still listens on DynamoDB Local's port {port}"
+    );
+}

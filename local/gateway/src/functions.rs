@@ -105,6 +105,7 @@ pub struct FunctionPool {
     /// Every live process, so that shutdown can stop them all.
     all: Mutex<Vec<Arc<Process>>>,
     next_id: AtomicU64,
+    invocations: AtomicU64,
     closed: AtomicBool,
 }
 
@@ -162,6 +163,7 @@ impl FunctionPool {
             idle: Mutex::new(Vec::new()),
             all: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
+            invocations: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         }
     }
@@ -176,6 +178,11 @@ impl FunctionPool {
         &self.binary
     }
 
+    /// How many invocations the function has received (failed ones included).
+    pub fn invocation_count(&self) -> u64 {
+        self.invocations.load(Ordering::Relaxed)
+    }
+
     /// Invokes the function with `event`. `integration_timeout` bounds the whole call, the
     /// wait for a free process included (API Gateway's 29 s); the function's own timeout
     /// starts when a process takes the event, as in Lambda.
@@ -184,6 +191,7 @@ impl FunctionPool {
         event: Vec<u8>,
         integration_timeout: Duration,
     ) -> Result<Bytes, InvokeError> {
+        self.invocations.fetch_add(1, Ordering::Relaxed);
         let integration_deadline = Instant::now() + integration_timeout;
         let permit = tokio::time::timeout_at(integration_deadline, self.slots.acquire())
             .await
@@ -460,13 +468,22 @@ async fn forward_lines(function: String, stream: impl AsyncRead + Unpin) {
 }
 
 /// Makes the child receive SIGKILL if the gateway dies without cleaning up (e.g. SIGKILL), so
-/// no handler outlives it.
+/// no handler outlives it. (The signal follows the thread that spawned the child: the runtime's
+/// worker threads, which live as long as the gateway.)
 fn die_with_parent(command: &mut Command) {
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed: prctl(2) and getppid(2) are plain system calls that take no lock and
+    // allocate nothing, `parent` is a u32 copied into the closure before the fork, and the
+    // errors only wrap an errno. It touches no memory another thread of the parent could hold.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // The gateway may have died before prctl took effect: then no signal would come.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         });
@@ -474,7 +491,7 @@ fn die_with_parent(command: &mut Command) {
 }
 
 /// A Lambda request id (a UUID v4).
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     let random: u128 = rand::rng().random();
     // Version 4 in bits 76..80, variant 0b10 in bits 62..64.
     let bits =

@@ -1,8 +1,9 @@
 //! Wires it all together: reads the template, starts DynamoDB Local and creates the tables,
-//! prepares the function pools, and serves WebSocket clients and the @connections API on one
-//! loopback port. Shutdown runs in the order that loses nothing: clients are closed (their
-//! `$disconnect` still runs, and may still call @connections), then the server, the handler
-//! processes and DynamoDB Local stop.
+//! serves the template's secrets through a local Secrets Manager, prepares the function pools,
+//! and serves WebSocket clients, the @connections API and the web client on one loopback port.
+//! Shutdown runs in the order that loses nothing: clients are closed (their `$disconnect`
+//! still runs, and may still call @connections), messages in flight finish, then the server,
+//! the handler processes, the Secrets Manager and DynamoDB Local stop.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -24,8 +25,10 @@ use crate::connections::{Connection, Connections};
 use crate::events::{self, ApiContext};
 use crate::functions::{FunctionPool, HostSettings, InvokeError};
 use crate::intrinsics::LocalContext;
+use crate::secrets::{SecretFileError, SecretStore, SecretsServer};
 use crate::tables::{self, TableError, LOCAL_ACCESS_KEY};
 use crate::template::{ApiModel, Route, Template, TemplateError, CALLBACK_URL_VAR};
+use crate::web::WebRoot;
 use crate::{management, websocket};
 
 /// The region everything local pretends to run in.
@@ -73,9 +76,14 @@ pub struct Options {
     pub max_processes_per_function: usize,
     /// The DynamoDB to use.
     pub dynamodb: DynamoDb,
-    /// Variables given to every function on top of the template's (local-only settings,
-    /// such as a secret that Lambda would read from Secrets Manager).
+    /// Variables given to every function on top of the template's (local-only settings).
     pub extra_env: BTreeMap<String, String>,
+    /// The local value of every Secrets Manager secret of the template (the HS256 key of the
+    /// `$connect` authorizer): the file's content, trimmed. Read only when the template has a
+    /// secret; then it must exist.
+    pub jwt_secret_file: PathBuf,
+    /// Serve the web client from this folder (`GET /`, `GET /app.js`, ...); none when `None`.
+    pub web_dir: Option<PathBuf>,
 }
 
 impl Options {
@@ -95,6 +103,8 @@ impl Options {
                 jar_dir: None,
             },
             extra_env: BTreeMap::new(),
+            jwt_secret_file: PathBuf::from(".local/jwt-secret"),
+            web_dir: None,
         }
     }
 }
@@ -130,6 +140,20 @@ pub enum StartError {
     /// A table could not be created.
     #[error("cannot create the template's tables in DynamoDB: {0}")]
     Tables(#[from] TableError),
+    /// The local value of the template's secrets is missing or unusable.
+    #[error(transparent)]
+    Secret(#[from] SecretFileError),
+    /// The local Secrets Manager could not listen.
+    #[error("cannot start the local Secrets Manager: {0}")]
+    SecretsServer(std::io::Error),
+    /// The web client's folder does not exist.
+    #[error("cannot serve the web client from {}: {source}", path.display())]
+    WebDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// The limits a connection lives by.
@@ -149,6 +173,7 @@ pub(crate) struct Shared {
     pub(crate) functions: HashMap<String, Arc<FunctionPool>>,
     pub(crate) limits: Limits,
     pub(crate) local_port: u16,
+    pub(crate) web: Option<WebRoot>,
     shutting_down: AtomicBool,
 }
 
@@ -198,6 +223,7 @@ pub struct Gateway {
     server: Option<JoinHandle<()>>,
     dynamodb: Option<dynamodb_local::DynamoDbLocal>,
     dynamodb_endpoint: String,
+    secrets: SecretsServer,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -240,6 +266,24 @@ impl Gateway {
                 });
             }
         }
+        let secret_value = if api.secrets.is_empty() {
+            None
+        } else {
+            Some(crate::secrets::read_secret_file(
+                &options.jwt_secret_file,
+                &api.secrets,
+            )?)
+        };
+        let web = match &options.web_dir {
+            Some(dir) => Some(WebRoot::new(dir).map_err(|source| StartError::WebDir {
+                path: dir.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        let secrets = SecretsServer::start(SecretStore::new(&api.secrets, secret_value.as_deref()))
+            .await
+            .map_err(StartError::SecretsServer)?;
 
         let (dynamodb, dynamodb_endpoint) = match &options.dynamodb {
             DynamoDb::External(endpoint) => (None, endpoint.clone()),
@@ -270,6 +314,11 @@ impl Gateway {
             ("AWS_ACCESS_KEY_ID", LOCAL_ACCESS_KEY),
             ("AWS_SECRET_ACCESS_KEY", LOCAL_ACCESS_KEY),
             ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint.as_str()),
+            // GetSecretValue reaches the gateway's own Secrets Manager: the same SDK call as in Lambda.
+            (
+                "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+                secrets.endpoint.as_str(),
+            ),
             // No instance metadata service exists here: do not let the SDK wait for one.
             ("AWS_EC2_METADATA_DISABLED", "true"),
         ]
@@ -314,6 +363,7 @@ impl Gateway {
                 connections_latency: options.connections_latency,
             },
             local_port: addr.port(),
+            web,
             shutting_down: AtomicBool::new(false),
         });
 
@@ -340,7 +390,9 @@ impl Gateway {
             routes = shared.api.routes.len(),
             functions = shared.functions.len(),
             tables = shared.api.tables.len(),
+            secrets = shared.api.secrets.len(),
             dynamodb = %dynamodb_endpoint,
+            secrets_manager = %secrets.endpoint,
             "local gateway listening on ws://{addr}/{}", shared.api.stage.name
         );
         Ok(Self {
@@ -350,6 +402,7 @@ impl Gateway {
             server: Some(server),
             dynamodb,
             dynamodb_endpoint,
+            secrets,
         })
     }
 
@@ -383,6 +436,55 @@ impl Gateway {
         self.shared.connections.len()
     }
 
+    /// The local Secrets Manager endpoint handlers get as `AWS_ENDPOINT_URL_SECRETS_MANAGER`.
+    pub fn secrets_manager_endpoint(&self) -> &str {
+        &self.secrets.endpoint
+    }
+
+    /// The web client's address (`http://127.0.0.1:PORT/`), when the gateway serves it.
+    pub fn web_url(&self) -> Option<String> {
+        self.shared
+            .web
+            .as_ref()
+            .map(|_| format!("http://{}/", self.addr))
+    }
+
+    /// Whether `$connect` has an authorizer: clients need a token.
+    pub fn requires_token(&self) -> bool {
+        self.shared
+            .api
+            .route("$connect")
+            .is_some_and(|r| r.authorizer.is_some())
+    }
+
+    /// A token for `user` that the `$connect` authorizer accepts, when it verifies HS256
+    /// tokens with a secret of the template (its environment holds the secret's ARN or name):
+    /// signed with the local secret, with the claims of `mint-token`. `None` otherwise (no
+    /// authorizer, or one that checks tokens of an identity provider).
+    pub fn local_token(&self, user: &str) -> Option<String> {
+        let authorizer = self.shared.api.route("$connect")?.authorizer.as_ref()?;
+        let function = self.shared.api.functions.get(&authorizer.function)?;
+        let secret = function
+            .environment
+            .values()
+            .find_map(|v| self.secrets.store.value(v))?;
+        match crate::tokens::sign(secret, user, function) {
+            Ok(token) => Some(token),
+            Err(error) => {
+                warn!("cannot sign a local token: {error}");
+                None
+            }
+        }
+    }
+
+    /// How many invocations the function `logical_id` has received so far.
+    pub fn invocation_count(&self, logical_id: &str) -> Option<u64> {
+        self.shared
+            .functions
+            .get(logical_id)
+            .map(|pool| pool.invocation_count())
+    }
+
     /// Closes every client (running `$disconnect`), then stops the server, the handler
     /// processes and DynamoDB Local.
     pub async fn shutdown(mut self) {
@@ -409,6 +511,7 @@ impl Gateway {
         for pool in self.shared.functions.values() {
             pool.shutdown().await;
         }
+        self.secrets.stop();
         if let Some(db) = self.dynamodb.take() {
             db.stop().await;
         }
@@ -416,7 +519,8 @@ impl Gateway {
     }
 }
 
-/// The HTTP routes: WebSocket upgrades at `/` and `/STAGE`, @connections under the stage.
+/// The HTTP routes: WebSocket upgrades at `/` and `/STAGE`, @connections under the stage, and
+/// plain GETs of `/` and `/FILE` for the web client.
 fn app(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(websocket::upgrade_root))

@@ -13,8 +13,11 @@ mod gateway;
 pub mod intrinsics;
 mod management;
 pub mod routing;
+pub mod secrets;
 pub mod tables;
 pub mod template;
+pub mod tokens;
+mod web;
 mod websocket;
 
 pub use gateway::{

@@ -45,6 +45,24 @@ struct Cli {
     /// Give every function this variable on top of the template's (repeatable)
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
     extra_env: Vec<(String, String)>,
+    /// The local value of the template's Secrets Manager secrets (the HS256 key of the
+    /// $connect authorizer); `make dev` creates it
+    #[arg(long, value_name = "FILE", default_value = ".local/jwt-secret")]
+    jwt_secret_file: PathBuf,
+    /// Serve the web client from this folder at http://127.0.0.1:PORT/ [default: web, when it exists]
+    #[arg(long, value_name = "DIR")]
+    web_dir: Option<PathBuf>,
+    /// The user of the ready-made token printed at start (when the authorizer takes local tokens)
+    #[arg(long, value_name = "USER", default_value = "alice", value_parser = parse_user)]
+    sample_user: String,
+}
+
+fn parse_user(text: &str) -> Result<String, String> {
+    if local_gateway::tokens::valid_user(text) {
+        Ok(text.to_owned())
+    } else {
+        Err("1 to 64 of letters, digits, _ - . @".to_owned())
+    }
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -96,6 +114,10 @@ async fn run(cli: Cli) -> ExitCode {
             },
         },
         extra_env: cli.extra_env.into_iter().collect(),
+        jwt_secret_file: cli.jwt_secret_file,
+        web_dir: cli
+            .web_dir
+            .or_else(|| Some(PathBuf::from("web")).filter(|dir| dir.is_dir())),
         ..Options::new(template)
     };
     let gateway = match Gateway::start(options).await {
@@ -105,19 +127,56 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!(
-        "Local gateway ready. Connect with:\n  wscat -c {}",
-        gateway.websocket_url()
-    );
-    println!(
-        "@connections API: {}/@connections/{{id}}   (Ctrl-C stops everything)",
-        gateway.callback_url()
-    );
+    print_ready(&gateway, &cli.sample_user);
     if let Err(error) = shutdown_signal().await {
         eprintln!("error: cannot listen for signals: {error}");
     }
     gateway.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Tells how to connect: with a ready token when the authorizer takes local ones.
+fn print_ready(gateway: &Gateway, user: &str) {
+    let url = gateway.websocket_url();
+    let web = gateway.web_url();
+    let mut lines = vec![format!(
+        "Local gateway ready: stage {} on {} (Ctrl-C stops everything).",
+        gateway.stage(),
+        gateway.local_addr()
+    )];
+    match gateway.local_token(user) {
+        Some(token) => {
+            lines.push(format!(
+                "  Connect as {user}:  npx wscat -c \"{url}?token={token}\""
+            ));
+            if let Some(web) = &web {
+                lines.push(format!("  Web client:        {web}?token={token}"));
+            }
+            lines.push(format!(
+                "  More tokens:       make token USER=bob   (valid {} h, signed with the local secret)",
+                local_gateway::tokens::TOKEN_TTL.as_secs() / 3600
+            ));
+        }
+        None if gateway.requires_token() => {
+            lines.push(format!(
+                "  Connect:           npx wscat -c \"{url}?token=TOKEN\"   ($connect needs a token of the stage's identity provider)"
+            ));
+            if let Some(web) = &web {
+                lines.push(format!("  Web client:        {web}?token=TOKEN"));
+            }
+        }
+        None => {
+            lines.push(format!("  Connect:           npx wscat -c \"{url}\""));
+            if let Some(web) = &web {
+                lines.push(format!("  Web client:        {web}"));
+            }
+        }
+    }
+    lines.push(format!(
+        "  @connections API:  {}/@connections/{{id}}",
+        gateway.callback_url()
+    ));
+    println!("{}", lines.join("\n"));
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

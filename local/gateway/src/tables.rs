@@ -2,20 +2,18 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
     LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use tracing::{debug, info};
 
 use crate::template::{self, TableSpec};
 
 /// The static credentials every local process uses; DynamoDB Local and the gateway accept any.
-pub const LOCAL_ACCESS_KEY: &str = "local";
+pub use realtime_aws::clients::LOCAL_ACCESS_KEY;
 
 /// Why a table could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -40,34 +38,9 @@ pub enum TableError {
     },
 }
 
-/// One HTTP client with rustls on ring: the same small TLS stack as the handlers.
-fn http_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https()
-}
-
-/// A DynamoDB client for DynamoDB Local at `endpoint`.
+/// A DynamoDB client for DynamoDB Local at `endpoint`, built as the handlers' adapters build theirs.
 pub fn local_client(endpoint: &str, region: &str) -> Client {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(region.to_owned()))
-        .credentials_provider(Credentials::new(
-            LOCAL_ACCESS_KEY,
-            LOCAL_ACCESS_KEY,
-            None,
-            None,
-            "local",
-        ))
-        .endpoint_url(endpoint)
-        .http_client(http_client())
-        .timeout_config(
-            aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-                .operation_timeout(Duration::from_secs(10))
-                .build(),
-        )
-        .build();
-    Client::from_conf(config)
+    realtime_aws::clients::local_dynamodb(endpoint, region, Duration::from_secs(10))
 }
 
 /// Creates every table that does not exist yet (data kept on disk may already hold them).

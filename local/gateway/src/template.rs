@@ -249,7 +249,29 @@ impl Template {
             routes,
             functions,
             tables: self.tables(&resolver)?,
+            secrets: self.secrets(&resolver)?,
         })
+    }
+
+    /// Every Secrets Manager secret, by the name and ARN the functions see.
+    fn secrets(&self, resolver: &Resolver<'_>) -> Result<Vec<SecretSpec>, TemplateError> {
+        self.of_type("AWS::SecretsManager::Secret")
+            .map(|(secret_id, _)| {
+                // `Ref` of a secret is its ARN, which ends in `secret:NAME`.
+                let arn = resolver
+                    .physical_name(secret_id)
+                    .map_err(|source| self.resolve_error(secret_id, "Name", source))?;
+                let name = arn
+                    .split_once(":secret:")
+                    .map_or(arn.as_str(), |(_, name)| name)
+                    .to_owned();
+                Ok(SecretSpec {
+                    logical_id: secret_id.clone(),
+                    name,
+                    arn,
+                })
+            })
+            .collect()
     }
 
     fn stage(
@@ -626,6 +648,8 @@ pub struct ApiModel {
     pub functions: BTreeMap<String, FunctionSpec>,
     /// Every DynamoDB table of the template.
     pub tables: Vec<TableSpec>,
+    /// Every Secrets Manager secret of the template (locally, all hold the local secret).
+    pub secrets: Vec<SecretSpec>,
 }
 
 impl ApiModel {
@@ -745,6 +769,17 @@ pub struct FunctionSpec {
     pub memory_mb: u64,
     /// Whether the function logs JSON (`LoggingConfig.LogFormat`).
     pub log_format_json: bool,
+}
+
+/// A Secrets Manager secret, served locally by the gateway's Secrets Manager API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSpec {
+    /// The logical id.
+    pub logical_id: String,
+    /// The secret's name (`Name`, else a stand-in built like CloudFormation's).
+    pub name: String,
+    /// Its ARN, what `Ref` gives (and what functions get in their environment).
+    pub arn: String,
 }
 
 /// A DynamoDB table to create in DynamoDB Local.

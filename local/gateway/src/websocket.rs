@@ -68,11 +68,16 @@ pub(crate) async fn upgrade_root(
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    if let (Err(_), Some(web)) = (&ws, &shared.web) {
+        if !wants_upgrade(&headers) {
+            return web.serve("index.html").await;
+        }
+    }
     let query = query.map(|Query(q)| q).unwrap_or_default();
     upgrade(shared, peer, headers, query, ws).await
 }
 
-/// `GET /STAGE`.
+/// `GET /STAGE`, and `GET /FILE` of the web client.
 pub(crate) async fn upgrade_stage(
     State(shared): State<Arc<Shared>>,
     Path(stage): Path<String>,
@@ -81,6 +86,11 @@ pub(crate) async fn upgrade_stage(
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    if let (Err(_), Some(web)) = (&ws, &shared.web) {
+        if stage != shared.api.stage.name && !wants_upgrade(&headers) {
+            return web.serve(&stage).await;
+        }
+    }
     if stage != shared.api.stage.name {
         return (
             StatusCode::FORBIDDEN,
@@ -91,6 +101,12 @@ pub(crate) async fn upgrade_stage(
     }
     let query = query.map(|Query(q)| q).unwrap_or_default();
     upgrade(shared, peer, headers, query, ws).await
+}
+
+/// Whether the request asks for a protocol upgrade (a WebSocket handshake, perhaps a bad one)
+/// rather than a plain page load.
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
 }
 
 async fn upgrade(
@@ -170,6 +186,8 @@ async fn upgrade(
     let failed = {
         let shared = shared.clone();
         let connection = connection.clone();
+        // Shutdown waits for this $disconnect too.
+        let guard = shared.connections.task_guard();
         move |error: axum::Error| {
             warn!(
                 connection_id = connection.id(),
@@ -181,6 +199,7 @@ async fn upgrade(
                 shared
                     .disconnect(&connection, 1006, "Connection Closed Abnormally")
                     .await;
+                drop(guard);
             });
         }
     };
@@ -339,7 +358,13 @@ async fn serve(shared: Arc<Shared>, connection: Arc<Connection>, mut socket: Web
                         status = close(&mut socket, &shared, &connection, TOO_BIG).await;
                         break;
                     }
-                    tokio::spawn(route_message(shared.clone(), connection.clone(), text));
+                    // Counted: shutdown lets messages in flight finish before the database stops.
+                    let guard = shared.connections.task_guard();
+                    let (shared, connection) = (shared.clone(), connection.clone());
+                    tokio::spawn(async move {
+                        route_message(shared, connection, text).await;
+                        drop(guard);
+                    });
                 }
                 Some(Ok(Message::Binary(_))) => {
                     status = close(&mut socket, &shared, &connection, UNSUPPORTED_DATA).await;

@@ -30,9 +30,30 @@ fn bin_dir() -> PathBuf {
     dir
 }
 
+/// A local secret for the gateway (the template's Secrets Manager secret holds it): the file
+/// the end-to-end tests use too.
+fn secret_file() -> PathBuf {
+    let path = std::env::temp_dir().join("local-gateway-test-jwt-secret");
+    let content = "local-gateway-tests-only-6f1d2c9a8b7e4f3a5d6c7b8a9e0f1d2c3b4a5f6e\n";
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(content) {
+        // Written aside and renamed: a reader never sees half a file.
+        let aside = path.with_extension(std::process::id().to_string());
+        std::fs::write(&aside, content).expect("write the secret");
+        std::fs::set_permissions(&aside, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod the secret");
+        std::fs::rename(&aside, &path).expect("rename the secret");
+    }
+    path
+}
+
 /// A copy of the synthesized template without a `$connect` authorizer: the test client has
 /// no token, and the authorizer has its own tests.
 fn template() -> PathBuf {
+    template_copy(false)
+}
+
+/// A copy of the synthesized template, with or without its `$connect` authorizer.
+fn template_copy(keep_authorizer: bool) -> PathBuf {
     let path = repo_root().join("cdk.out/Realtime-dev.template.json");
     assert!(
         path.is_file(),
@@ -41,7 +62,9 @@ fn template() -> PathBuf {
     );
     let mut template: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("JSON");
-    if let Some(resources) = template["Resources"].as_object_mut() {
+    if keep_authorizer {
+        // Nothing to change.
+    } else if let Some(resources) = template["Resources"].as_object_mut() {
         for resource in resources.values_mut() {
             if resource["Type"] == "AWS::ApiGatewayV2::Route" {
                 resource["Properties"]["AuthorizationType"] = "NONE".into();
@@ -90,6 +113,7 @@ fn assert_one_error_line(stderr: &str, expected: &str) {
 fn startup_errors_are_one_clear_line() {
     let template = template().display().to_string();
     let bins = bin_dir().display().to_string();
+    let secret = secret_file().display().to_string();
 
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
@@ -117,7 +141,35 @@ fn startup_errors_are_one_clear_line() {
     assert_one_error_line(&stderr, "cannot parse template");
 
     let (code, stderr) = run_failing(
-        &["--template", &template, "--bin-dir", &bins, "--port", "0"],
+        &[
+            "--template",
+            &template,
+            "--bin-dir",
+            &bins,
+            "--port",
+            "0",
+            "--jwt-secret-file",
+            "/nonexistent/jwt-secret",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(1));
+    assert_one_error_line(
+        &stderr,
+        "/nonexistent/jwt-secret, which does not exist: run `make dev` or `make token`",
+    );
+
+    let (code, stderr) = run_failing(
+        &[
+            "--template",
+            &template,
+            "--bin-dir",
+            &bins,
+            "--port",
+            "0",
+            "--jwt-secret-file",
+            &secret,
+        ],
         Some("/nonexistent"),
     );
     assert_eq!(code, Some(1));
@@ -127,12 +179,19 @@ fn startup_errors_are_one_clear_line() {
     }
 }
 
-/// Starts the binary and waits for its ready line; returns the child and the WebSocket URL.
+/// Starts the binary (from the repository root, as `make dev` does) and waits for its ready
+/// lines; returns the child, the WebSocket URL it prints, and what it printed.
 fn start_gateway() -> (Child, String) {
-    let template = template();
+    let (child, url, _) = start_gateway_with(false);
+    (child, url)
+}
+
+fn start_gateway_with(keep_authorizer: bool) -> (Child, String, String) {
+    let template = template_copy(keep_authorizer);
     let mut child = Command::new(BIN)
         .args(["--template", &template.display().to_string()])
         .args(["--bin-dir", &bin_dir().display().to_string(), "--port", "0"])
+        .args(["--jwt-secret-file", &secret_file().display().to_string()])
         .current_dir(repo_root())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -141,22 +200,30 @@ fn start_gateway() -> (Child, String) {
         .expect("start local-gateway");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
+    let mut printed = String::new();
+    let mut url = None;
+    loop {
         let line = lines
             .next()
-            .expect("the gateway printed its URL")
+            .expect("the gateway printed its URLs")
             .expect("read stdout");
-        if let Some(url) = line.trim().strip_prefix("wscat -c ") {
-            break url.to_owned();
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some((_, rest)) = line.split_once("wscat -c \"") {
+            url = rest.split_once('"').map(|(url, _)| url.to_owned());
         }
-    };
+        if line.contains("@connections API:") {
+            break;
+        }
+    }
+    let url = url.unwrap_or_else(|| panic!("no wscat line in:\n{printed}"));
     // The template is read once at start.
     if let Some(dir) = template.parent() {
         let _ = std::fs::remove_dir_all(dir);
     }
     // Keep draining stdout so the gateway never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, url)
+    (child, url, printed)
 }
 
 /// The processes whose parent is `pid`.
@@ -227,7 +294,15 @@ fn stops_everything_on(signal: libc::c_int) {
         assert!(Instant::now() < deadline, "the gateway did not stop");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(status.success(), "{status}");
+    if signal == libc::SIGKILL {
+        // No clean-up ran: the kernel's parent-death signal stops the children.
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+    } else {
+        assert!(status.success(), "{status}");
+    }
     drop(client);
     std::thread::sleep(Duration::from_millis(300));
     let left: Vec<_> = children
@@ -248,4 +323,84 @@ fn sigint_stops_every_process() {
 #[test]
 fn sigterm_stops_every_process() {
     stops_everything_on(libc::SIGTERM);
+}
+
+#[test]
+fn sigkill_leaves_no_process_behind() {
+    stops_everything_on(libc::SIGKILL);
+}
+
+#[test]
+fn prints_a_ready_token_and_serves_the_web_client() {
+    let (mut child, url, printed) = start_gateway_with(true);
+    // `Connect as alice:  npx wscat -c "ws://127.0.0.1:PORT/dev?token=..."`
+    assert!(printed.contains("Connect as alice:"), "{printed}");
+    let (base, token) = url
+        .split_once("?token=")
+        .unwrap_or_else(|| panic!("no token in the wscat URL:\n{printed}"));
+    assert!(
+        base.starts_with("ws://127.0.0.1:") && base.ends_with("/dev"),
+        "{printed}"
+    );
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let port = base
+        .trim_start_matches("ws://127.0.0.1:")
+        .trim_end_matches("/dev");
+    let web = format!("http://127.0.0.1:{port}/?token={token}");
+    assert!(
+        printed.contains(&format!("Web client:        {web}")),
+        "{printed}"
+    );
+    assert!(printed.contains("make token USER="), "{printed}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        // The printed URL connects as alice through the real authorizer.
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("the printed URL connects");
+        ws.send(Message::text(r#"{"action":"whoami"}"#))
+            .await
+            .expect("send");
+        let reply = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("an answer in time");
+        let Some(Ok(Message::Text(text))) = reply else {
+            panic!("no identity: {reply:?}");
+        };
+        let identity: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(identity["user"], "alice", "{identity}");
+        // Without the token: 401.
+        match tokio_tungstenite::connect_async(base).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 401)
+            }
+            other => panic!("expected 401 without a token, got {other:?}"),
+        }
+        // The printed web address serves the project's client (web/ by default).
+        let mut stream =
+            tokio::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().expect("port")))
+                .await
+                .expect("connect");
+        let request = format!(
+            "GET /?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        );
+        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+            .await
+            .expect("write");
+        let mut page = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut page)
+            .await
+            .expect("read");
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        assert!(page.contains(r#"<script src="app.js""#), "{page}");
+    });
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status}");
 }

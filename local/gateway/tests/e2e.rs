@@ -1,17 +1,18 @@
 //! End-to-end: the real gateway with the real handler binaries and DynamoDB Local, driven by a
 //! real WebSocket client over loopback. Each test starts its own gateway on a free port.
 //!
-//! Needs the handler binaries (`target/debug/{connect,disconnect,message}`), the test handler
-//! example and the synthesized template: `make gateway-e2e-deps` builds all three.
+//! Needs the handler binaries (`target/debug/{connect,disconnect,message,authorizer}`,
+//! `mint-token`), the test handler example and the synthesized template:
+//! `make gateway-e2e-deps` builds all three.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_apigatewaymanagement::error::SdkError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use futures::{SinkExt, StreamExt};
 use local_gateway::{Gateway, Options};
 use serde_json::{json, Value};
@@ -75,12 +76,16 @@ fn real_template_path() -> PathBuf {
     path
 }
 
+/// The synthesized template as it is, `$connect` authorizer included.
+fn real_template_with_authorizer() -> Value {
+    serde_json::from_slice(&std::fs::read(real_template_path()).expect("read template"))
+        .expect("template is JSON")
+}
+
 /// The synthesized template with its `$connect` authorizer (if any) switched off: these tests
-/// are about the gateway and the chat, not about tokens (the authorizer has its own tests).
+/// are about the gateway and the chat, not about tokens (the authorizer's tests are below).
 fn real_template() -> Value {
-    let mut template: Value =
-        serde_json::from_slice(&std::fs::read(real_template_path()).expect("read template"))
-            .expect("template is JSON");
+    let mut template = real_template_with_authorizer();
     for resource in resources(&mut template).values_mut() {
         if resource["Type"] == "AWS::ApiGatewayV2::Route" {
             let properties = resource["Properties"].as_object_mut().expect("Properties");
@@ -163,6 +168,35 @@ fn add_test_routes(template: &mut Value, route_keys: &[&str]) {
     }
 }
 
+/// The local secret of the tests' gateways. Fixed, so that parallel test processes can share
+/// one file; ending in a newline as an editor leaves it (the gateway and `mint-token` both
+/// trim it); readable by its owner only.
+fn secret_file() -> &'static Path {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join("local-gateway-test-jwt-secret");
+        let content = "local-gateway-tests-only-6f1d2c9a8b7e4f3a5d6c7b8a9e0f1d2c3b4a5f6e\n";
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(content) {
+            // Written aside and renamed: a reader never sees half a file.
+            let aside = path.with_extension(std::process::id().to_string());
+            std::fs::write(&aside, content).expect("write the secret");
+            std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod the secret");
+            std::fs::rename(&aside, &path).expect("rename the secret");
+        }
+        path
+    })
+}
+
+/// The secret's value, as the authorizer gets it from Secrets Manager.
+fn secret() -> String {
+    std::fs::read_to_string(secret_file())
+        .expect("read the secret")
+        .trim()
+        .to_owned()
+}
+
 // ---------- the gateway ----------
 
 async fn start(template: PathBuf, tweak: impl FnOnce(&mut Options)) -> Gateway {
@@ -170,6 +204,7 @@ async fn start(template: PathBuf, tweak: impl FnOnce(&mut Options)) -> Gateway {
     options.port = 0;
     options.stage = Some("dev".into());
     options.bin_dir = bin_dir();
+    options.jwt_secret_file = secret_file().to_owned();
     tweak(&mut options);
     let gateway = Gateway::start(options).await.expect("the gateway starts");
     // The template is read once at start: a copy written for this test can go.
@@ -201,11 +236,7 @@ fn management(gateway: &Gateway) -> aws_sdk_apigatewaymanagement::Client {
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("local", "local", None, None, "e2e"))
         .endpoint_url(gateway.callback_url())
-        .http_client(
-            aws_smithy_http_client::Builder::new()
-                .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-                .build_https(),
-        )
+        .http_client(realtime_aws::clients::http_client())
         .build();
     aws_sdk_apigatewaymanagement::Client::from_conf(config)
 }
@@ -217,14 +248,27 @@ async fn http(
     path: &str,
     body: &[u8],
 ) -> (u16, Vec<(String, String)>, String) {
-    let mut stream = TcpStream::connect(gateway.local_addr())
-        .await
-        .expect("connect");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        gateway.local_addr(),
+    let host = gateway.local_addr().to_string();
+    http_to(&host, method, path, &[("Host", &host)], body).await
+}
+
+/// One HTTP/1.1 request to `addr` with these headers (`Host` included).
+async fn http_to(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    );
+    ));
     stream.write_all(head.as_bytes()).await.expect("write");
     stream.write_all(body).await.expect("write");
     let mut raw = Vec::new();
@@ -964,5 +1008,485 @@ async fn real_template_gives_every_route_and_table() {
         "{names:?}"
     );
     assert!(names.iter().any(|n| n == "realtime-dev-audit"), "{names:?}");
+    gateway.shutdown().await;
+}
+
+// ---------- the real authorizer, the local Secrets Manager, the web client ----------
+
+fn local_context() -> local_gateway::intrinsics::LocalContext {
+    local_gateway::intrinsics::LocalContext {
+        region: "us-east-1".into(),
+        account_id: "000000000000".into(),
+        api_id: "local".into(),
+        api_endpoint: "ws://127.0.0.1:3001".into(),
+    }
+}
+
+/// The synthesized template's `$connect` authorizer function (logical id): the stack must
+/// attach one, with the token in the query string.
+fn real_authorizer_function() -> String {
+    let api = local_gateway::template::Template::load(&real_template_path())
+        .expect("the synthesized template parses")
+        .api("dev", &local_context())
+        .expect("the synthesized template is usable");
+    let authorizer = api.routes["$connect"]
+        .authorizer
+        .as_ref()
+        .expect("the synthesized template puts an authorizer on $connect");
+    assert_eq!(
+        authorizer.identity_sources,
+        [local_gateway::template::IdentitySource::QueryString(
+            "token".into()
+        )]
+    );
+    assert_eq!(api.functions[&authorizer.function].binary, "authorizer");
+    authorizer.function.clone()
+}
+
+/// The name of the synthesized template's one Secrets Manager secret.
+fn real_secret_name() -> String {
+    let template = real_template_with_authorizer();
+    let names: Vec<_> = template["Resources"]
+        .as_object()
+        .expect("Resources")
+        .values()
+        .filter(|r| r["Type"] == "AWS::SecretsManager::Secret")
+        .map(|r| r["Properties"]["Name"].as_str().expect("Name").to_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    names[0].clone()
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// An HS256 token with these claims.
+fn sign(claims: &Value, key: &str) -> String {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(key.as_bytes()).expect("key"),
+    )
+    .expect("sign")
+}
+
+/// A valid token for `user`, signed here with the local secret.
+fn token_for(user: &str) -> String {
+    let now = now_secs();
+    sign(
+        &json!({"sub": user, "name": user, "iat": now, "exp": now + 600}),
+        &secret(),
+    )
+}
+
+/// A token from `mint-token`, what `make token` runs, with the tests' secret file.
+fn mint_token(user: &str) -> String {
+    let binary = target_dir().join("mint-token");
+    assert!(
+        binary.is_file(),
+        "{} is missing: {HOW_TO_BUILD}",
+        binary.display()
+    );
+    let output = std::process::Command::new(&binary)
+        .arg(secret_file())
+        .arg(user)
+        .output()
+        .expect("run mint-token");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned()
+}
+
+/// The status and body of a refused upgrade.
+async fn refused<R>(request: R) -> (u16, Value)
+where
+    R: tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+{
+    match connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            (response.status().as_u16(), body)
+        }
+        Ok(_) => panic!("the upgrade was accepted"),
+        Err(other) => panic!("expected a refused upgrade, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_authorizer_401_without_a_token_403_for_a_bad_one() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let authorizer = real_authorizer_function();
+    let gateway = start(write_template(&real_template_with_authorizer()), |_| {}).await;
+    let url = gateway.websocket_url();
+
+    // No identity source: 401, and the authorizer is not even invoked.
+    for query in ["", "?token=", "?user=alice"] {
+        let (status, body) = refused(format!("{url}{query}")).await;
+        assert_eq!(status, 401, "{query:?}");
+        assert_eq!(body, json!({"message": "Unauthorized"}), "{query:?}");
+    }
+    // The identity source is the query string: a header alone does not count.
+    let mut request = url.as_str().into_client_request().expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", token_for("alice"))
+            .parse()
+            .expect("header"),
+    );
+    assert_eq!(refused(request).await.0, 401);
+    assert_eq!(gateway.invocation_count(&authorizer), Some(0));
+
+    let now = now_secs();
+    let claims = |extra: Value| {
+        let mut claims = json!({"sub": "alice", "name": "alice", "iat": now, "exp": now + 600});
+        claims
+            .as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().expect("object").clone());
+        claims
+    };
+    let unsigned = {
+        use base64::Engine;
+        let b64 = |v: &Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
+        };
+        format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "typ": "JWT"})),
+            b64(&claims(json!({})))
+        )
+    };
+    let bad = [
+        ("not a JWT", "not-a-token".to_owned()),
+        (
+            "signed with another secret",
+            sign(&claims(json!({})), &"x".repeat(64)),
+        ),
+        (
+            "expired",
+            sign(
+                &claims(json!({"iat": now - 7200, "exp": now - 3600})),
+                &secret(),
+            ),
+        ),
+        (
+            "not yet valid",
+            sign(&claims(json!({"nbf": now + 3600})), &secret()),
+        ),
+        ("alg none", unsigned),
+    ];
+    for (what, token) in &bad {
+        let (status, body) = refused(format!("{url}?token={token}")).await;
+        assert_eq!(status, 403, "{what}");
+        assert_eq!(body, json!({"message": "Forbidden"}), "{what}");
+    }
+    assert_eq!(
+        gateway.invocation_count(&authorizer),
+        Some(bad.len() as u64),
+        "every request with a token reaches the authorizer"
+    );
+    assert_eq!(gateway.connection_count(), 0);
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_good_token_connects_and_the_user_comes_only_from_it() {
+    let gateway = start(write_template(&real_template_with_authorizer()), |_| {}).await;
+    let url = gateway.websocket_url();
+    // `make token`'s mint-token, a token signed here, and the one the gateway prints (used at
+    // `/`, as the web client connects).
+    let mut alice = Client::connect_to(&format!("{url}?token={}", mint_token("alice"))).await;
+    let mut bob = Client::connect_to(&format!("{url}?token={}", token_for("bob"))).await;
+    let carol_token = gateway
+        .local_token("carol")
+        .expect("the real authorizer takes local tokens");
+    let mut carol = Client::connect_to(&format!(
+        "ws://{}/?token={carol_token}",
+        gateway.local_addr()
+    ))
+    .await;
+    for (client, user) in [
+        (&mut alice, "alice"),
+        (&mut bob, "bob"),
+        (&mut carol, "carol"),
+    ] {
+        let identity = client
+            .request(json!({"action": "whoami"}), "identity")
+            .await;
+        assert_eq!(identity["user"], user, "{identity}");
+    }
+    for client in [&mut alice, &mut bob] {
+        client
+            .request(json!({"action": "join", "room": "den"}), "joined")
+            .await;
+    }
+    let (alice_id, bob_id) = (alice.id.clone(), bob.id.clone());
+    // Claims in the body are ignored: the message is Alice's.
+    alice
+        .send(json!({
+            "action": "sendmessage", "room": "den", "text": "it is me",
+            "user": "bob", "from": bob_id, "principalId": "bob", "requestContext": {"authorizer": {"principalId": "bob"}}
+        }))
+        .await;
+    for client in [&mut alice, &mut bob] {
+        let message = client.recv_where(|v| v["type"] == "message").await;
+        assert_eq!(message["text"], "it is me");
+        assert_eq!(message["user"], "alice", "{message}");
+        assert_eq!(message["from"], alice_id.as_str(), "{message}");
+    }
+    let identity = bob
+        .request(json!({"action": "whoami", "user": "alice"}), "identity")
+        .await;
+    assert_eq!(identity["user"], "bob", "{identity}");
+    gateway.shutdown().await;
+}
+
+fn secrets_client(endpoint: &str) -> aws_sdk_secretsmanager::Client {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "e2e"))
+        .endpoint_url(endpoint)
+        .http_client(realtime_aws::clients::http_client())
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_manager_serves_the_template_secrets_with_the_local_value() {
+    let name = real_secret_name();
+    let arn = format!("arn:aws:secretsmanager:us-east-1:000000000000:secret:{name}");
+    let gateway = start(write_template(&real_template_with_authorizer()), |_| {}).await;
+    let endpoint = gateway.secrets_manager_endpoint().to_owned();
+    let client = secrets_client(&endpoint);
+    for id in [arn.as_str(), name.as_str()] {
+        let secret_value = client
+            .get_secret_value()
+            .secret_id(id)
+            .send()
+            .await
+            .expect("GetSecretValue");
+        assert_eq!(secret_value.secret_string(), Some(secret().as_str()));
+        assert_eq!(secret_value.arn(), Some(arn.as_str()));
+        assert_eq!(secret_value.name(), Some(name.as_str()));
+        assert!(secret_value.version_id().is_some_and(|v| v.len() == 36));
+        assert!(secret_value.created_date().is_some());
+        assert_eq!(secret_value.version_stages(), ["AWSCURRENT"]);
+    }
+    let error = client
+        .get_secret_value()
+        .secret_id("realtime-nope-jwt-secret")
+        .send()
+        .await
+        .expect_err("an unknown secret");
+    assert!(
+        error.into_service_error().is_resource_not_found_exception(),
+        "a typed ResourceNotFoundException"
+    );
+
+    // The wire format: AWS JSON 1.1, the error type in the header and in `__type`.
+    let addr = endpoint.trim_start_matches("http://");
+    let call = |target: &'static str, host: String, body: &'static str| {
+        let addr = addr.to_owned();
+        async move {
+            http_to(
+                &addr,
+                "POST",
+                "/",
+                &[
+                    ("Host", &host),
+                    ("X-Amz-Target", target),
+                    ("Content-Type", "application/x-amz-json-1.1"),
+                ],
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
+    let (status, headers, body) = call(
+        "secretsmanager.GetSecretValue",
+        addr.to_owned(),
+        r#"{"SecretId":"missing"}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        header(&headers, "x-amzn-errortype"),
+        Some("ResourceNotFoundException")
+    );
+    let body: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(body["__type"], "ResourceNotFoundException");
+    let (status, headers, _) = call("secretsmanager.ListSecrets", addr.to_owned(), r#"{}"#).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        header(&headers, "x-amzn-errortype"),
+        Some("UnknownOperationException")
+    );
+    // A page that reached the port through a rebound DNS name is refused.
+    let port = addr.rsplit(':').next().expect("port");
+    let (status, _, _) = call(
+        "secretsmanager.GetSecretValue",
+        format!("attacker.example:{port}"),
+        r#"{"SecretId":"realtime-dev-jwt-secret"}"#,
+    )
+    .await;
+    assert_eq!(status, 403);
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn template_secrets_need_the_secret_file() {
+    let mut options = Options::new(write_template(&real_template_with_authorizer()));
+    options.port = 0;
+    options.bin_dir = bin_dir();
+    options.jwt_secret_file = std::env::temp_dir().join("local-gateway-e2e-no-such-secret");
+    options.dynamodb = local_gateway::DynamoDb::External("http://127.0.0.1:9".into());
+    let error = Gateway::start(options.clone())
+        .await
+        .expect_err("no secret file, no start")
+        .to_string();
+    assert!(
+        error.contains("make dev")
+            && error.contains("make token")
+            && error.contains(&real_secret_name()),
+        "{error}"
+    );
+    assert_eq!(error.lines().count(), 1, "{error}");
+
+    let short = std::env::temp_dir().join(format!(
+        "local-gateway-e2e-{}-short-secret",
+        std::process::id()
+    ));
+    std::fs::write(&short, "too short\n").expect("write");
+    options.jwt_secret_file = short.clone();
+    let error = Gateway::start(options.clone())
+        .await
+        .expect_err("a short secret, no start")
+        .to_string();
+    let _ = std::fs::remove_file(&short);
+    assert!(error.contains("fewer than 32"), "{error}");
+
+    // Without a secret in the template, no file is needed: start gets as far as the tables
+    // (here an unreachable DynamoDB, so that no Java starts for this check).
+    let first_template = options.template.clone();
+    let mut template = real_template();
+    resources(&mut template).retain(|_, r| r["Type"] != "AWS::SecretsManager::Secret");
+    options.template = write_template(&template);
+    options.jwt_secret_file = std::env::temp_dir().join("local-gateway-e2e-no-such-secret");
+    let error = Gateway::start(options.clone())
+        .await
+        .expect_err("DynamoDB is unreachable")
+        .to_string();
+    assert!(
+        error.contains("cannot create the template's tables"),
+        "{error}"
+    );
+    for path in [first_template, options.template] {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_web_client_is_served_next_to_the_websocket_endpoint() {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let base = std::env::temp_dir().join(format!(
+        "local-gateway-e2e-web-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let web = base.join("web");
+    std::fs::create_dir_all(web.join("sub")).expect("mkdir");
+    let index = r#"<!doctype html><script src="app.js" defer></script>"#;
+    std::fs::write(web.join("index.html"), index).expect("write");
+    std::fs::write(web.join("app.js"), "console.log(1);").expect("write");
+    std::fs::write(web.join("style.css"), "body{}").expect("write");
+    std::fs::write(web.join(".hidden.js"), "hidden").expect("write");
+    std::fs::write(web.join("notes.md"), "notes").expect("write");
+    std::fs::write(web.join("sub/inner.js"), "inner").expect("write");
+    std::fs::write(base.join("outside.js"), "outside").expect("write");
+    std::os::unix::fs::symlink(base.join("outside.js"), web.join("link.js")).expect("symlink");
+
+    let gateway = start(real_template_copy(), |o| o.web_dir = Some(web.clone())).await;
+    assert_eq!(
+        gateway.web_url(),
+        Some(format!("http://{}/", gateway.local_addr()))
+    );
+    for (path, content_type, body) in [
+        ("/", "text/html; charset=utf-8", index),
+        ("/?token=abc.def.ghi", "text/html; charset=utf-8", index),
+        ("/index.html", "text/html; charset=utf-8", index),
+        (
+            "/app.js",
+            "text/javascript; charset=utf-8",
+            "console.log(1);",
+        ),
+        ("/style.css", "text/css; charset=utf-8", "body{}"),
+    ] {
+        let (status, headers, got) = http(&gateway, "GET", path, b"").await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(
+            header(&headers, "content-type"),
+            Some(content_type),
+            "{path}"
+        );
+        assert_eq!(header(&headers, "x-content-type-options"), Some("nosniff"));
+        assert_eq!(got, body, "{path}");
+    }
+    for path in [
+        "/missing.js",
+        "/sub",
+        "/sub/inner.js",
+        "/link.js",
+        "/.hidden.js",
+        "/notes.md",
+        "/..%2Foutside.js",
+        "/%2E%2E%2Foutside.js",
+        "/web%2Fapp.js",
+        "/..",
+    ] {
+        let (status, _, body) = http(&gateway, "GET", path, b"").await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(!body.contains("outside"), "{path}: {body}");
+    }
+    // The stage is the WebSocket endpoint, not a page.
+    let (status, _, _) = http(&gateway, "GET", "/dev", b"").await;
+    assert_eq!(status, 426);
+    // Upgrades at / and /STAGE work as before.
+    let mut staged = Client::connect(&gateway).await;
+    let mut rooted = Client::connect_to(&format!("ws://{}/", gateway.local_addr())).await;
+    for client in [&mut staged, &mut rooted] {
+        assert_eq!(
+            client.request(json!({"action": "ping"}), "pong").await,
+            json!({"type": "pong"})
+        );
+    }
+    gateway.shutdown().await;
+    let _ = std::fs::remove_dir_all(&base);
+
+    // The project's own client.
+    let gateway = start(real_template_copy(), |o| {
+        o.web_dir = Some(repo_root().join("web"))
+    })
+    .await;
+    let (status, _, page) = http(&gateway, "GET", "/", b"").await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"<script src="app.js""#), "{page}");
+    for path in ["/app.js", "/style.css"] {
+        assert_eq!(http(&gateway, "GET", path, b"").await.0, 200, "{path}");
+    }
     gateway.shutdown().await;
 }

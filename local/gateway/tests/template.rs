@@ -70,6 +70,37 @@ fn reads_the_authorizer_of_connect() {
 }
 
 #[test]
+fn lists_secrets_by_name_and_arn() {
+    let api = fixture().api("test", &ctx()).unwrap();
+    let mut secrets = api.secrets.clone();
+    secrets.sort_by(|a, b| a.logical_id.cmp(&b.logical_id));
+    let summary: Vec<_> = secrets
+        .iter()
+        .map(|s| (s.logical_id.as_str(), s.name.as_str(), s.arn.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "JwtSecret",
+                "chat-test-jwt",
+                "arn:aws:secretsmanager:us-east-1:000000000000:secret:chat-test-jwt"
+            ),
+            (
+                "UnnamedSecret",
+                "Chat-test-UnnamedSecret",
+                "arn:aws:secretsmanager:us-east-1:000000000000:secret:Chat-test-UnnamedSecret"
+            ),
+        ]
+    );
+    // `Ref` of a secret is its ARN: what the authorizer gets to call GetSecretValue with.
+    assert_eq!(
+        api.functions["AuthFn"].environment["JWT_SECRET_ARN"],
+        "arn:aws:secretsmanager:us-east-1:000000000000:secret:chat-test-jwt"
+    );
+}
+
+#[test]
 fn resolves_function_environment_to_local_values() {
     let api = fixture().api("test", &ctx()).unwrap();
     let connect = &api.functions["ConnectFn"];

@@ -2,9 +2,8 @@
 //! `mint-token SECRET_FILE USER [TTL_SECONDS] [ISSUER] [AUDIENCE]`. Prints the token only.
 
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use realtime_auth::local::{mint, valid_user, DEFAULT_TTL_SECS};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -13,13 +12,17 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let ttl: u64 = match args.get(2).map(|s| s.parse()) {
-        None => 12 * 3600,
+        None => DEFAULT_TTL_SECS,
         Some(Ok(ttl)) => ttl,
         Some(Err(_)) => {
             eprintln!("mint-token: TTL_SECONDS must be a whole number");
             return ExitCode::from(2);
         }
     };
+    if !valid_user(user) {
+        eprintln!("mint-token: USER must be 1 to 64 of letters, digits, _ - . @");
+        return ExitCode::from(2);
+    }
     let secret = match std::fs::read_to_string(secret_file) {
         Ok(secret) => secret.trim().to_owned(),
         Err(e) => {
@@ -27,34 +30,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let valid_user = !user.is_empty()
-        && user.len() <= 64
-        && user
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b));
-    if !valid_user {
-        eprintln!("mint-token: USER must be 1 to 64 of letters, digits, _ - . @");
-        return ExitCode::from(2);
-    }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut claims = serde_json::json!({"sub": user, "name": user, "iat": now, "exp": now + ttl});
-    if let Some(issuer) = args.get(3).filter(|s| !s.is_empty()) {
-        claims["iss"] = issuer.as_str().into();
-    }
-    if let Some(audience) = args.get(4).filter(|s| !s.is_empty()) {
-        claims["aud"] = audience.as_str().into();
-    }
-    let key = match EncodingKey::from_secret(secret.as_bytes()) {
-        Ok(key) => key,
-        Err(e) => {
-            eprintln!("mint-token: unusable secret: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match encode(&Header::new(Algorithm::HS256), &claims, &key) {
+    let issuer = args.get(3).map(String::as_str);
+    let audience = args.get(4).map(String::as_str);
+    match mint(secret.as_bytes(), user, ttl, issuer, audience) {
         Ok(token) => {
             println!("{token}");
             ExitCode::SUCCESS

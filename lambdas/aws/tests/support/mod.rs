@@ -38,10 +38,10 @@ pub async fn db() -> Db {
             (Some(local), endpoint)
         }
     };
-    let config = clients::local_sdk_config(Duration::from_secs(10)).await;
+    let client = clients::local_dynamodb(&endpoint, clients::LOCAL_REGION, Duration::from_secs(10));
     Db {
         _local: local,
-        client: clients::local_dynamodb(&config, &endpoint),
+        client,
     }
 }
 

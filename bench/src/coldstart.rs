@@ -1,0 +1,485 @@
+//! Benchmark 1, cold start: process spawn to the first completed invocation, through a
+//! Runtime API server of the harness's own, for the Rust `connect` handler and the Python
+//! boto3 baseline under awslambdaric, both against the same DynamoDB Local. Also the peak
+//! resident memory of each, and a second (warm) invocation of the same process.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Serialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Mutex};
+
+use crate::stats::Summary;
+
+/// Tables of the cold-start phase (the gateway phases use the template's).
+pub const CONNECTIONS_TABLE: &str = "bench-connections";
+/// The audit table of the cold-start phase.
+pub const AUDIT_TABLE: &str = "bench-audit";
+
+/// How long one invocation may take before the run counts as failed.
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which handler a run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Runtime {
+    /// `target/release/connect`.
+    Rust,
+    /// `python -m awslambdaric handler.connect` with boto3.
+    Python,
+}
+
+impl Runtime {
+    fn label(self) -> &'static str {
+        match self {
+            Runtime::Rust => "rust",
+            Runtime::Python => "python",
+        }
+    }
+}
+
+/// Where the two handlers are.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The Rust `connect` release binary.
+    pub rust_binary: PathBuf,
+    /// The venv's python.
+    pub python: PathBuf,
+    /// `bench/baselines/python` (holds `handler.py`).
+    pub python_dir: PathBuf,
+    /// DynamoDB Local.
+    pub dynamodb_endpoint: String,
+    /// Where the processes' output goes.
+    pub log_dir: PathBuf,
+}
+
+/// One cold start.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    /// Which handler.
+    pub runtime: Runtime,
+    /// Spawn to the first `GET /next` (init), ms.
+    pub init_ms: f64,
+    /// Spawn to the first response posted (cold start), ms.
+    pub first_response_ms: f64,
+    /// Event handed over to response of the second invocation (warm), ms.
+    pub warm_ms: f64,
+    /// VmHWM right after the first response, KiB.
+    pub hwm_after_first_kib: u64,
+    /// ru_maxrss from wait4 after both invocations, KiB.
+    pub maxrss_kib: u64,
+    /// The items the handler should have written are in DynamoDB.
+    pub verified: bool,
+}
+
+/// Both series and their comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColdStart {
+    /// Every measured run (warm-up runs excluded).
+    pub runs: Vec<Run>,
+    /// Rust: spawn to first response, ms.
+    pub rust_first_response_ms: Summary,
+    /// Python: spawn to first response, ms.
+    pub python_first_response_ms: Summary,
+    /// Rust: peak RSS after the first invocation, MiB.
+    pub rust_max_rss_mib: Summary,
+    /// Python: peak RSS after the first invocation, MiB.
+    pub python_max_rss_mib: Summary,
+    /// Rust warm invocation, ms.
+    pub rust_warm_ms: Summary,
+    /// Python warm invocation, ms.
+    pub python_warm_ms: Summary,
+    /// Python median / Rust median of the cold start.
+    pub speedup_median: f64,
+    /// Discarded warm-up runs per runtime (page cache, DynamoDB Local's JIT, .pyc files).
+    pub warmup_runs: usize,
+}
+
+enum ApiEvent {
+    Next(Instant),
+    Response { at: Instant, body: Bytes },
+    Error { body: Bytes },
+    InitError { body: Bytes },
+}
+
+struct Api {
+    jobs: Mutex<mpsc::UnboundedReceiver<(String, Vec<u8>)>>,
+    events: mpsc::UnboundedSender<ApiEvent>,
+}
+
+async fn next(State(api): State<Arc<Api>>) -> Response {
+    let _ = api.events.send(ApiEvent::Next(Instant::now()));
+    let mut jobs = api.jobs.lock().await;
+    let Some((request_id, event)) = jobs.recv().await else {
+        return StatusCode::GONE.into_response();
+    };
+    let mut headers = HeaderMap::new();
+    let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
+    for (name, value) in [
+        ("lambda-runtime-aws-request-id", request_id),
+        ("lambda-runtime-deadline-ms", deadline.to_string()),
+        (
+            "lambda-runtime-invoked-function-arn",
+            "arn:aws:lambda:us-east-1:000000000000:function:bench-connect".to_owned(),
+        ),
+        (
+            "lambda-runtime-trace-id",
+            "Root=1-00000000-000000000000000000000000;Sampled=0".to_owned(),
+        ),
+        ("content-type", "application/json".to_owned()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    (headers, event).into_response()
+}
+
+async fn response(
+    State(api): State<Arc<Api>>,
+    UrlPath(_request_id): UrlPath<String>,
+    body: Bytes,
+) -> Response {
+    let _ = api.events.send(ApiEvent::Response {
+        at: Instant::now(),
+        body,
+    });
+    (StatusCode::ACCEPTED, r#"{"status":"OK"}"#).into_response()
+}
+
+async fn error(
+    State(api): State<Arc<Api>>,
+    UrlPath(_request_id): UrlPath<String>,
+    body: Bytes,
+) -> Response {
+    let _ = api.events.send(ApiEvent::Error { body });
+    (StatusCode::ACCEPTED, r#"{"status":"OK"}"#).into_response()
+}
+
+async fn init_error(State(api): State<Arc<Api>>, body: Bytes) -> Response {
+    let _ = api.events.send(ApiEvent::InitError { body });
+    (StatusCode::ACCEPTED, r#"{"status":"OK"}"#).into_response()
+}
+
+/// A base64-like connection id, as API Gateway makes them (`L0SM9cOFvHcCIhw=`).
+pub fn connection_id() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let mut id: String = (0..15)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    id.push('=');
+    id
+}
+
+/// A `$connect` event in the captured shape (aws_lambda_events' example fixture).
+pub fn connect_event(connection_id: &str, request_id: &str) -> Vec<u8> {
+    let now = chrono::Utc::now();
+    let headers = json!({
+        "Host": "abcdef1234.execute-api.us-east-1.amazonaws.com",
+        "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+        "X-Amzn-Trace-Id": "Root=1-65c66e30-0a1b2c3d4e5f60718293a4b5",
+        "X-Forwarded-For": "127.0.0.1",
+        "X-Forwarded-Port": "443",
+        "X-Forwarded-Proto": "https"
+    });
+    let multi: serde_json::Map<String, serde_json::Value> = headers
+        .as_object()
+        .map(|h| h.iter().map(|(k, v)| (k.clone(), json!([v]))).collect())
+        .unwrap_or_default();
+    let event = json!({
+        "headers": headers,
+        "multiValueHeaders": multi,
+        "requestContext": {
+            "routeKey": "$connect",
+            "eventType": "CONNECT",
+            "extendedRequestId": request_id,
+            "requestTime": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+            "messageDirection": "IN",
+            "stage": "dev",
+            "connectedAt": now.timestamp_millis(),
+            "requestTimeEpoch": now.timestamp_millis(),
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": "bench"},
+            "requestId": request_id,
+            "domainName": "abcdef1234.execute-api.us-east-1.amazonaws.com",
+            "connectionId": connection_id,
+            "apiId": "abcdef1234"
+        },
+        "isBase64Encoded": false
+    });
+    serde_json::to_vec(&event).unwrap_or_default()
+}
+
+/// The environment both handlers get: the same tables, DynamoDB Local, the Lambda variables.
+fn environment(
+    setup: &Setup,
+    runtime_api: SocketAddr,
+    runtime: Runtime,
+) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = [
+        ("CONNECTIONS_TABLE", CONNECTIONS_TABLE),
+        ("AUDIT_TABLE", AUDIT_TABLE),
+        ("AUDIT_RETENTION_DAYS", "7"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_LAMBDA_FUNCTION_NAME", "bench-connect"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench-connect"),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
+        ("RUST_LOG", "warn"),
+        ("LANG", "C.UTF-8"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    env.insert(
+        "AWS_ENDPOINT_URL_DYNAMODB".into(),
+        setup.dynamodb_endpoint.clone(),
+    );
+    env.insert("AWS_LAMBDA_RUNTIME_API".into(), runtime_api.to_string());
+    env.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
+    match runtime {
+        Runtime::Rust => {
+            env.insert(
+                "AWS_EXECUTION_ENV".into(),
+                "AWS_Lambda_provided.al2023".into(),
+            );
+            env.insert("_HANDLER".into(), "bootstrap".into());
+        }
+        Runtime::Python => {
+            env.insert("AWS_EXECUTION_ENV".into(), "AWS_Lambda_python3.11".into());
+            env.insert("_HANDLER".into(), "handler.connect".into());
+            env.insert(
+                "LAMBDA_TASK_ROOT".into(),
+                setup.python_dir.display().to_string(),
+            );
+            env.insert("PYTHONUNBUFFERED".into(), "1".into());
+        }
+    }
+    env
+}
+
+fn command(setup: &Setup, runtime: Runtime, env: &BTreeMap<String, String>) -> Result<Command> {
+    let mut command = match runtime {
+        Runtime::Rust => Command::new(&setup.rust_binary),
+        Runtime::Python => {
+            let mut c = Command::new(&setup.python);
+            c.args(["-m", "awslambdaric", "handler.connect"])
+                .current_dir(&setup.python_dir);
+            c
+        }
+    };
+    let log = |name: &str| -> Result<File> {
+        let path = setup.log_dir.join(name);
+        File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("open {}", path.display()))
+    };
+    let label = runtime.label();
+    command
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(log(&format!("coldstart-{label}.log"))?)
+        .stderr(log(&format!("coldstart-{label}.log"))?);
+    Ok(command)
+}
+
+async fn wait_response(
+    events: &mut mpsc::UnboundedReceiver<ApiEvent>,
+    runtime: Runtime,
+) -> Result<(Instant, Option<Instant>)> {
+    let mut first_next = None;
+    let deadline = tokio::time::Instant::now() + INVOKE_TIMEOUT;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .map_err(|_| anyhow!("{runtime:?} handler: no response within {INVOKE_TIMEOUT:?}"))?
+            .ok_or_else(|| anyhow!("runtime API server stopped"))?;
+        match event {
+            ApiEvent::Next(at) => {
+                first_next.get_or_insert(at);
+            }
+            ApiEvent::Response { at, body } => {
+                let status = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("statusCode").and_then(serde_json::Value::as_u64));
+                if status != Some(200) {
+                    bail!(
+                        "{runtime:?} handler answered {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+                return Ok((at, first_next));
+            }
+            ApiEvent::Error { body } => bail!(
+                "{runtime:?} handler reported an error: {}",
+                String::from_utf8_lossy(&body)
+            ),
+            ApiEvent::InitError { body } => bail!(
+                "{runtime:?} handler failed to initialize: {}",
+                String::from_utf8_lossy(&body)
+            ),
+        }
+    }
+}
+
+/// One cold start and one warm invocation of a fresh process.
+async fn run_once(setup: &Setup, runtime: Runtime, db: &aws_sdk_dynamodb::Client) -> Result<Run> {
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .context("bind the runtime API")?;
+    let addr = listener.local_addr()?;
+    let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let api = Arc::new(Api {
+        jobs: Mutex::new(jobs_rx),
+        events: events_tx,
+    });
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{request_id}/response",
+            post(response),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{request_id}/error",
+            post(error),
+        )
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state(api);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let first_id = connection_id();
+    let second_id = connection_id();
+    jobs_tx
+        .send(("req-1".to_owned(), connect_event(&first_id, "bench-1")))
+        .map_err(|_| anyhow!("runtime API gone"))?;
+    let env = environment(setup, addr, runtime);
+    let mut command = command(setup, runtime, &env)?;
+
+    let spawned = Instant::now();
+    let child = command
+        .spawn()
+        .with_context(|| format!("start the {runtime:?} handler"))?;
+    let pid = child.id();
+    // From here on the process must be reaped whatever happens.
+    let outcome = async {
+        let (first_at, first_next) = wait_response(&mut events, runtime).await?;
+        let hwm = crate::sys::hwm_kib(pid).unwrap_or(0);
+        let handed = Instant::now();
+        jobs_tx
+            .send(("req-2".to_owned(), connect_event(&second_id, "bench-2")))
+            .map_err(|_| anyhow!("runtime API gone"))?;
+        let (second_at, _) = wait_response(&mut events, runtime).await?;
+        Ok::<_, anyhow::Error>((first_at, first_next, hwm, second_at - handed))
+    }
+    .await;
+    crate::sys::signal(pid, libc::SIGKILL);
+    let maxrss = tokio::task::spawn_blocking(move || crate::sys::reap_with_rusage(pid))
+        .await
+        .context("reaper task")??;
+    drop(child);
+    server.abort();
+    let (first_at, first_next, hwm, warm) = outcome?;
+
+    let mut verified = true;
+    for id in [&first_id, &second_id] {
+        let conn = format!("CONN#{id}");
+        verified &= crate::ddb::item_exists(db, CONNECTIONS_TABLE, &conn, "META").await?;
+        verified &= crate::ddb::item_exists(db, CONNECTIONS_TABLE, "ROOM#lobby", &conn).await?;
+        verified &= crate::ddb::item_exists(db, CONNECTIONS_TABLE, &conn, "ROOM#lobby").await?;
+        verified &= crate::ddb::count_partition(db, AUDIT_TABLE, &conn).await? == 1;
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    Ok(Run {
+        runtime,
+        init_ms: first_next.map_or(0.0, |at| ms(at - spawned)),
+        first_response_ms: ms(first_at - spawned),
+        warm_ms: ms(warm),
+        hwm_after_first_kib: hwm,
+        maxrss_kib: maxrss,
+        verified,
+    })
+}
+
+/// Runs `warmup` discarded and then `runs` measured cold starts of each handler, alternating
+/// which goes first so that neither always follows the other.
+pub async fn measure(setup: &Setup, runs: usize, warmup: usize) -> Result<ColdStart> {
+    let db = crate::ddb::client(&setup.dynamodb_endpoint).await;
+    crate::ddb::create_table(&db, CONNECTIONS_TABLE).await?;
+    crate::ddb::create_table(&db, AUDIT_TABLE).await?;
+    let mut measured = Vec::new();
+    for round in 0..warmup + runs {
+        let order = if round % 2 == 0 {
+            [Runtime::Rust, Runtime::Python]
+        } else {
+            [Runtime::Python, Runtime::Rust]
+        };
+        for runtime in order {
+            let run = run_once(setup, runtime, &db).await?;
+            if !run.verified {
+                bail!("{runtime:?} handler answered 200 but its DynamoDB items are not all there");
+            }
+            eprintln!(
+                "bench: cold start {:>6} {}: first response {:7.1} ms, init {:7.1} ms, warm {:6.1} ms, peak RSS {:6.1} MiB{}",
+                runtime.label(),
+                round,
+                run.first_response_ms,
+                run.init_ms,
+                run.warm_ms,
+                run.hwm_after_first_kib as f64 / 1024.0,
+                if round < warmup { " (warm-up, discarded)" } else { "" }
+            );
+            if round >= warmup {
+                measured.push(run);
+            }
+        }
+    }
+    let series = |runtime: Runtime, f: fn(&Run) -> f64| {
+        Summary::of(
+            &measured
+                .iter()
+                .filter(|r| r.runtime == runtime)
+                .map(f)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let rust = series(Runtime::Rust, |r| r.first_response_ms);
+    let python = series(Runtime::Python, |r| r.first_response_ms);
+    Ok(ColdStart {
+        speedup_median: python.median / rust.median.max(f64::EPSILON),
+        rust_first_response_ms: rust,
+        python_first_response_ms: python,
+        rust_max_rss_mib: series(Runtime::Rust, |r| r.hwm_after_first_kib as f64 / 1024.0),
+        python_max_rss_mib: series(Runtime::Python, |r| r.hwm_after_first_kib as f64 / 1024.0),
+        rust_warm_ms: series(Runtime::Rust, |r| r.warm_ms),
+        python_warm_ms: series(Runtime::Python, |r| r.warm_ms),
+        runs: measured,
+        warmup_runs: warmup,
+    })
+}

@@ -1,0 +1,138 @@
+//! DynamoDB Local as the harness uses it: one instance for the whole run, tables made and
+//! dropped between phases, a few reads to check what the handlers wrote.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, Select,
+};
+use aws_sdk_dynamodb::Client;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+
+/// A DynamoDB client for DynamoDB Local at `endpoint` (static credentials, us-east-1, the
+/// handlers' HTTP stack: hyper with rustls on ring).
+pub async fn client(endpoint: &str) -> Client {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "bench"))
+        .endpoint_url(endpoint)
+        .http_client(http)
+        .timeout_config(
+            aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                .operation_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .build();
+    Client::from_conf(config)
+}
+
+/// Creates a table with string keys `pk` / `sk`, on demand, like the stack's.
+pub async fn create_table(client: &Client, name: &str) -> Result<()> {
+    let attribute = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+    };
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk")?)
+        .attribute_definitions(attribute("sk")?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .send()
+        .await
+        .with_context(|| format!("create table {name}"))?;
+    Ok(())
+}
+
+/// Drops every table, so that the next phase starts empty.
+pub async fn drop_all_tables(client: &Client) -> Result<()> {
+    let tables = client
+        .list_tables()
+        .send()
+        .await
+        .context("list tables")?
+        .table_names
+        .unwrap_or_default();
+    for table in tables {
+        client
+            .delete_table()
+            .table_name(&table)
+            .send()
+            .await
+            .with_context(|| format!("delete table {table}"))?;
+    }
+    Ok(())
+}
+
+/// How many items a partition holds (e.g. the members of `ROOM#lobby`).
+pub async fn count_partition(client: &Client, table: &str, pk: &str) -> Result<usize> {
+    let mut total = 0usize;
+    let mut start = None;
+    loop {
+        let out = client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+            .select(Select::Count)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .with_context(|| format!("count {pk} in {table}"))?;
+        total += usize::try_from(out.count).unwrap_or(0);
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return Ok(total);
+        }
+    }
+}
+
+/// Whether the item `pk` / `sk` exists.
+pub async fn item_exists(client: &Client, table: &str, pk: &str, sk: &str) -> Result<bool> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(pk.to_owned()))
+        .key("sk", AttributeValue::S(sk.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .with_context(|| format!("get {pk}/{sk} from {table}"))?;
+    Ok(out.item.is_some())
+}
+
+/// Waits until a partition holds exactly `expected` items (`$disconnect` cleans up
+/// asynchronously); returns the last count seen.
+pub async fn wait_for_count(
+    client: &Client,
+    table: &str,
+    pk: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Result<usize> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let count = count_partition(client, table, pk).await?;
+        if count == expected || tokio::time::Instant::now() >= deadline {
+            return Ok(count);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

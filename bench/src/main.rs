@@ -1,0 +1,456 @@
+//! `make bench`: measures the system side by side with what users run instead, and writes
+//! `bench/results.json` and `bench/RESULTS.md`. Every figure is a median (with min and max)
+//! of repeated runs or a ratio measured in the same run as its comparison: never a timed
+//! pass/fail test. Everything listens on 127.0.0.1; every load is bounded in count and time.
+
+mod broadcast;
+mod capacity;
+mod clients;
+mod coldstart;
+mod cost;
+mod ddb;
+mod fanout;
+mod footprint;
+mod gateway;
+mod machine;
+mod overhead;
+mod report;
+mod stats;
+mod sys;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::clients::Target;
+use crate::gateway::{Gateway, Launch};
+
+/// The benchmark harness.
+#[derive(Debug, Parser)]
+#[command(name = "bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs every benchmark and writes results.json and RESULTS.md.
+    Run(RunArgs),
+    /// A raw WebSocket echo server on 127.0.0.1 (the floor of the overhead benchmark); prints its port.
+    EchoServer,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The repository root (for git, `make token`, node_modules).
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Where results.json and RESULTS.md go (logs go to OUT/logs).
+    #[arg(long, default_value = "bench")]
+    out: PathBuf,
+    /// The release binaries (handlers and local-gateway).
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// The synthesized template.
+    #[arg(long, default_value = "cdk.out/Realtime-dev.template.json")]
+    template: PathBuf,
+    /// The stage the template serves.
+    #[arg(long, default_value = "dev")]
+    stage: String,
+    /// The Python of the baseline's venv (awslambdaric and boto3 installed).
+    #[arg(long, default_value = "bench/.venv/bin/python")]
+    python: PathBuf,
+    /// Small sizes, for trying the harness out (the results say so).
+    #[arg(long)]
+    quick: bool,
+    /// The gateway's processes per function.
+    #[arg(long, default_value_t = 4)]
+    max_processes: u16,
+}
+
+/// How much of everything.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Small sizes (not a real run).
+    pub quick: bool,
+    /// Cold starts per runtime (measured).
+    pub cold_runs: usize,
+    /// Cold starts per runtime discarded first.
+    pub cold_warmup: usize,
+    /// Fan-out room sizes.
+    pub fanout_sizes: Vec<usize>,
+    /// Injected @connections latency, ms.
+    pub fanout_latency_ms: u64,
+    /// Sequential round trips of the overhead benchmark.
+    pub round_trips: usize,
+    /// Clients of the throughput run.
+    pub load_clients: usize,
+    /// Measured window of the throughput run, s.
+    pub load_window_s: u64,
+    /// Idle connections of the capacity benchmark.
+    pub capacity_connections: usize,
+    /// Broadcast clients.
+    pub broadcast_clients: usize,
+    /// Broadcast rounds.
+    pub broadcast_rounds: usize,
+    /// The gateway's processes per function.
+    pub max_processes_per_function: u16,
+    #[serde(skip)]
+    fanout_steps: Vec<fanout::Step>,
+}
+
+impl Plan {
+    fn new(quick: bool, max_processes: u16) -> Self {
+        let step = |n, handler_rounds, library_rounds, sequential_rounds| fanout::Step {
+            n,
+            handler_rounds,
+            library_rounds,
+            sequential_rounds,
+        };
+        let fanout_steps = if quick {
+            vec![step(1, 2, 0, 0), step(100, 2, 1, 1), step(300, 2, 1, 0)]
+        } else {
+            vec![
+                step(1, 5, 0, 0),
+                step(100, 5, 3, 3),
+                step(1000, 5, 3, 1),
+                step(5000, 3, 1, 0),
+            ]
+        };
+        Self {
+            quick,
+            cold_runs: if quick { 3 } else { 10 },
+            cold_warmup: 1,
+            fanout_sizes: fanout_steps.iter().map(|s| s.n).collect(),
+            fanout_latency_ms: 20,
+            round_trips: if quick { 300 } else { 2000 },
+            load_clients: if quick { 20 } else { 100 },
+            load_window_s: if quick { 2 } else { 5 },
+            capacity_connections: if quick { 1000 } else { 10_000 },
+            broadcast_clients: if quick { 100 } else { 500 },
+            broadcast_rounds: if quick { 3 } else { 7 },
+            max_processes_per_function: max_processes,
+            fanout_steps,
+        }
+    }
+}
+
+/// Everything a run measured; a phase that failed holds its error instead.
+#[derive(Debug, Serialize)]
+pub struct Results {
+    /// Machine, date, commit.
+    pub machine: machine::Machine,
+    /// Sizes used.
+    pub plan: Plan,
+    /// Wall time of the harness, s (builds excluded; `make bench` prints the total).
+    pub harness_seconds: f64,
+    /// Benchmark 6.
+    pub footprint: Phase<footprint::Footprint>,
+    /// Benchmark 1.
+    pub cold_start: Phase<coldstart::ColdStart>,
+    /// Benchmark 5.
+    pub broadcast: Phase<broadcast::Broadcast>,
+    /// Benchmark 3.
+    pub overhead: Phase<overhead::Overhead>,
+    /// Benchmark 2.
+    pub fanout: Phase<fanout::Fanout>,
+    /// Benchmark 4.
+    pub capacity: Phase<capacity::Capacity>,
+    /// Benchmark 7.
+    pub cost: Phase<cost::Cost>,
+    /// Each goal of the issue: met, or by how much missed and why.
+    pub goals: Vec<report::Goal>,
+}
+
+/// A phase's result or why it has none.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase<T> {
+    /// Measured.
+    Ok(T),
+    /// Failed with this error.
+    Failed(String),
+}
+
+impl<T> Phase<T> {
+    /// The result, if measured.
+    pub fn ok(&self) -> Option<&T> {
+        match self {
+            Phase::Ok(value) => Some(value),
+            Phase::Failed(_) => None,
+        }
+    }
+
+    fn from_result(result: Result<T>, name: &str) -> Self {
+        match result {
+            Ok(value) => Phase::Ok(value),
+            Err(error) => {
+                let text = format!("{error:#}");
+                eprintln!("bench: {name} FAILED: {text}");
+                Phase::Failed(text)
+            }
+        }
+    }
+}
+
+async fn phase<T>(name: &str, work: impl Future<Output = Result<T>>) -> Phase<T> {
+    eprintln!("bench: ---- {name} ----");
+    let started = Instant::now();
+    let result = Phase::from_result(work.await, name);
+    eprintln!(
+        "bench: {name} took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    result
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("bench: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::EchoServer => overhead::echo_server().await.map(|()| true),
+            Command::Run(args) => run(args).await,
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs everything; `Ok(false)` when a phase failed (the files are still written).
+async fn run(args: RunArgs) -> Result<bool> {
+    let started = Instant::now();
+    let repo = std::fs::canonicalize(&args.repo).context("the repository root")?;
+    let abs = |p: &PathBuf| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            repo.join(p)
+        }
+    };
+    let out = abs(&args.out);
+    let bin_dir = abs(&args.bin_dir);
+    let template = abs(&args.template);
+    let python = abs(&args.python);
+    let log_dir = out.join("logs");
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("create {}", log_dir.display()))?;
+    let nofile = sys::raise_nofile()?;
+    let plan = Plan::new(args.quick, args.max_processes);
+    if nofile < plan.capacity_connections as u64 + 1000 {
+        eprintln!(
+            "bench: warning: the open-file limit is {nofile}: {} connections may not fit",
+            plan.capacity_connections
+        );
+    }
+    let machine = machine::Machine::describe(&repo, &python);
+    eprintln!(
+        "bench: {} ({} cores), commit {}, {}",
+        machine.cpu,
+        machine.cores,
+        machine.commit,
+        if plan.quick {
+            "QUICK sizes"
+        } else {
+            "full sizes"
+        }
+    );
+    let facts = gateway::read_template(&template)?;
+    let credentials = gateway::credentials(&facts, &repo)?;
+
+    let footprint = phase("footprint", async { footprint::measure(&bin_dir) }).await;
+
+    // One DynamoDB Local for every phase; tables are dropped between phases.
+    // DynamoDB Local's jar and the gateway's defaults (.local/jwt-secret, web/) are found from here.
+    std::env::set_current_dir(&repo).context("enter the repository root")?;
+    let dynamodb = dynamodb_local::DynamoDbLocal::start(dynamodb_local::Options::default())
+        .await
+        .context("start DynamoDB Local")?;
+    let endpoint = dynamodb.endpoint();
+    let db = ddb::client(&endpoint).await;
+
+    let cold_start = phase(
+        "cold start",
+        coldstart::measure(
+            &coldstart::Setup {
+                rust_binary: bin_dir.join("connect"),
+                python: python.clone(),
+                python_dir: out.join("baselines/python"),
+                dynamodb_endpoint: endpoint.clone(),
+                log_dir: log_dir.clone(),
+            },
+            plan.cold_runs,
+            plan.cold_warmup,
+        ),
+    )
+    .await;
+
+    let launch = Launch {
+        binary: bin_dir.join("local-gateway"),
+        template: template.clone(),
+        stage: args.stage.clone(),
+        bin_dir: bin_dir.clone(),
+        dynamodb_endpoint: endpoint.clone(),
+        max_processes: args.max_processes,
+        log_dir: log_dir.clone(),
+    };
+    let target = |gateway: &Gateway| Target {
+        url: gateway.ws_url.clone(),
+        credentials: credentials.clone(),
+    };
+
+    // Gateway without latency: broadcast, then overhead.
+    let (broadcast, overhead) = match fresh_gateway(&db, &launch, 0, "plain").await {
+        Ok(gateway) => {
+            let broadcast = phase(
+                "local broadcast",
+                broadcast::measure(
+                    &target(&gateway),
+                    &db,
+                    &facts.connections_table,
+                    plan.broadcast_clients,
+                    plan.broadcast_rounds,
+                ),
+            )
+            .await;
+            let overhead = phase(
+                "gateway overhead",
+                overhead::measure(
+                    &target(&gateway),
+                    gateway.pid(),
+                    overhead::Plan {
+                        round_trips: plan.round_trips,
+                        warmup: plan.round_trips / 10,
+                        clients: plan.load_clients,
+                        load_warmup: Duration::from_secs(1),
+                        load_window: Duration::from_secs(plan.load_window_s),
+                    },
+                ),
+            )
+            .await;
+            gateway.stop().await;
+            (broadcast, overhead)
+        }
+        Err(error) => (
+            Phase::from_result(Err(anyhow::anyhow!("{error:#}")), "local broadcast"),
+            Phase::from_result(Err(error), "gateway overhead"),
+        ),
+    };
+
+    // Gateway with the @connections latency: fan-out.
+    let fanout = match fresh_gateway(&db, &launch, plan.fanout_latency_ms, "fanout").await {
+        Ok(gateway) => {
+            let ctx = fanout::Setup {
+                target: target(&gateway),
+                callback_url: gateway.callback_url.clone(),
+                dynamodb_endpoint: endpoint.clone(),
+                connections_table: facts.connections_table.clone(),
+                latency_ms: plan.fanout_latency_ms,
+                bound: facts.fanout_concurrency,
+                gateway_pid: gateway.pid(),
+            };
+            let result = phase("fan-out", fanout::measure(&ctx, &plan.fanout_steps)).await;
+            gateway.stop().await;
+            result
+        }
+        Err(error) => Phase::from_result(Err(error), "fan-out"),
+    };
+
+    // A fresh gateway for capacity, so its memory baseline is its own.
+    let capacity = match fresh_gateway(&db, &launch, 0, "capacity").await {
+        Ok(gateway) => {
+            let mut held = Vec::new();
+            let result = phase("capacity", async {
+                let (result, sockets) = capacity::measure(
+                    &gateway,
+                    &target(&gateway),
+                    &db,
+                    &facts.connections_table,
+                    plan.capacity_connections,
+                    64,
+                )
+                .await?;
+                held = sockets;
+                Ok(result)
+            })
+            .await;
+            gateway.stop().await;
+            drop(held);
+            result
+        }
+        Err(error) => Phase::from_result(Err(error), "capacity"),
+    };
+    dynamodb.stop().await;
+
+    let cost = Phase::from_result(report::cost(&facts, fanout.ok()), "cost");
+    let mut results = Results {
+        machine,
+        plan,
+        harness_seconds: 0.0,
+        footprint,
+        cold_start,
+        broadcast,
+        overhead,
+        fanout,
+        capacity,
+        cost,
+        goals: Vec::new(),
+    };
+    results.goals = report::goals(&results);
+    results.harness_seconds = started.elapsed().as_secs_f64();
+    let json = serde_json::to_string_pretty(&results).context("serialize the results")?;
+    let json_path = out.join("results.json");
+    std::fs::write(&json_path, json + "\n")
+        .with_context(|| format!("write {}", json_path.display()))?;
+    let md_path = out.join("RESULTS.md");
+    std::fs::write(&md_path, report::markdown(&results))
+        .with_context(|| format!("write {}", md_path.display()))?;
+    eprintln!(
+        "bench: wrote {} and {} in {:.0} s",
+        json_path.display(),
+        md_path.display(),
+        results.harness_seconds
+    );
+    let failed = [
+        results.footprint.ok().is_none(),
+        results.cold_start.ok().is_none(),
+        results.broadcast.ok().is_none(),
+        results.overhead.ok().is_none(),
+        results.fanout.ok().is_none(),
+        results.capacity.ok().is_none(),
+        results.cost.ok().is_none(),
+    ]
+    .contains(&true);
+    Ok(!failed)
+}
+
+/// Drops every table (the last phase's state) and starts a gateway, which creates them anew.
+async fn fresh_gateway(
+    db: &aws_sdk_dynamodb::Client,
+    launch: &Launch,
+    latency_ms: u64,
+    name: &str,
+) -> Result<Gateway> {
+    ddb::drop_all_tables(db).await?;
+    Gateway::start(launch, latency_ms, name).await
+}

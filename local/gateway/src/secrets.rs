@@ -1,0 +1,296 @@
+//! A minimal Secrets Manager for the handlers: `GetSecretValue` over the AWS JSON 1.1 protocol,
+//! on its own loopback port, which handler processes reach through
+//! `AWS_ENDPOINT_URL_SECRETS_MANAGER`. A handler thus reads its secret with the same SDK call
+//! as in Lambda. Every secret of the template holds the one local value (the JWT key file).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::template::SecretSpec;
+
+/// The shortest local secret accepted: what HS256 needs not to be guessable (the authorizer
+/// refuses shorter keys too).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+const ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+const TARGET: HeaderName = HeaderName::from_static("x-amz-target");
+const CURRENT_STAGE: &str = "AWSCURRENT";
+
+/// Why the local secret value cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    /// The file does not exist.
+    #[error("the template has a Secrets Manager secret ({secrets}) whose local value is read from {}, which does not exist: run `make dev` or `make token` (either creates it), or pass --jwt-secret-file", path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// The secrets' names.
+        secrets: String,
+    },
+    /// The file cannot be read.
+    #[error("cannot read the local secret {}: {source}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The content is too short to be an HS256 key.
+    #[error("the local secret {} holds {len} bytes, fewer than {MIN_SECRET_BYTES}: delete it and run `make token` to make a new one", path.display())]
+    TooShort {
+        /// The file.
+        path: PathBuf,
+        /// Its trimmed length.
+        len: usize,
+    },
+}
+
+/// Reads the local secret value: the file's content without surrounding whitespace, as
+/// `mint-token` reads it.
+pub fn read_secret_file(path: &Path, secrets: &[SecretSpec]) -> Result<String, SecretFileError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(source) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SecretFileError::Missing {
+                path: path.to_owned(),
+                secrets: secrets
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+        }
+        Err(source) => {
+            return Err(SecretFileError::Unreadable {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    let value = text.trim();
+    if value.len() < MIN_SECRET_BYTES {
+        return Err(SecretFileError::TooShort {
+            path: path.to_owned(),
+            len: value.len(),
+        });
+    }
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            warn!(
+                "{} can be read by other users: whoever reads it can sign tokens for anyone (chmod 600 it)",
+                path.display()
+            );
+        }
+    }
+    Ok(value.to_owned())
+}
+
+/// One secret as GetSecretValue returns it.
+struct Stored {
+    spec: SecretSpec,
+    value: String,
+}
+
+/// The secrets and what every answer shares.
+pub(crate) struct SecretStore {
+    secrets: Vec<Stored>,
+    version_id: String,
+    created_date: f64,
+    port: u16,
+}
+
+impl SecretStore {
+    /// The store for `secrets`, all holding `value`.
+    pub(crate) fn new(secrets: &[SecretSpec], value: Option<&str>) -> Self {
+        Self {
+            secrets: value
+                .map(|value| {
+                    secrets
+                        .iter()
+                        .map(|spec| Stored {
+                            spec: spec.clone(),
+                            value: value.to_owned(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            version_id: crate::functions::request_id(),
+            created_date: chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
+            port: 0,
+        }
+    }
+
+    /// The secret a `SecretId` names: its name or its ARN, as Secrets Manager accepts.
+    fn find(&self, secret_id: &str) -> Option<&Stored> {
+        self.secrets
+            .iter()
+            .find(|s| s.spec.name == secret_id || s.spec.arn == secret_id)
+    }
+
+    /// The value of the secret named (by name or ARN) `secret_id`.
+    pub(crate) fn value(&self, secret_id: &str) -> Option<&str> {
+        self.find(secret_id).map(|s| s.value.as_str())
+    }
+}
+
+/// A running local Secrets Manager.
+pub(crate) struct SecretsServer {
+    pub(crate) endpoint: String,
+    pub(crate) store: Arc<SecretStore>,
+    task: JoinHandle<()>,
+}
+
+impl SecretsServer {
+    /// Serves `store` on a free loopback port.
+    pub(crate) async fn start(mut store: SecretStore) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        let port = listener.local_addr()?.port();
+        store.port = port;
+        let store = Arc::new(store);
+        let app = Router::new()
+            .route("/", post(handle))
+            .with_state(store.clone());
+        let task = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                warn!("the local Secrets Manager stopped: {error}");
+            }
+        });
+        Ok(Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            store,
+            task,
+        })
+    }
+
+    /// Stops serving.
+    pub(crate) fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for SecretsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetSecretValue {
+    secret_id: Option<String>,
+    version_id: Option<String>,
+    version_stage: Option<String>,
+}
+
+async fn handle(
+    State(store): State<Arc<SecretStore>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Only clients that name this loopback address: a web page that got here through a DNS
+    // name rebound to 127.0.0.1 sends its own host name.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let local_hosts = [
+        format!("127.0.0.1:{}", store.port),
+        format!("localhost:{}", store.port),
+    ];
+    if !local_hosts.iter().any(|h| h == host) || headers.contains_key(header::ORIGIN) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            "only local clients may call the local Secrets Manager",
+        );
+    }
+    let target = headers
+        .get(TARGET)
+        .and_then(|t| t.to_str().ok())
+        .unwrap_or_default();
+    if target != "secretsmanager.GetSecretValue" {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "UnknownOperationException",
+            &format!("the local Secrets Manager only implements GetSecretValue, not {target:?}"),
+        );
+    }
+    let Ok(request) = serde_json::from_slice::<GetSecretValue>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "SerializationException",
+            "the request body is not a GetSecretValue request",
+        );
+    };
+    let Some(secret_id) = request.secret_id.filter(|id| !id.is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterException",
+            "SecretId is required",
+        );
+    };
+    let version_matches = request
+        .version_id
+        .as_ref()
+        .is_none_or(|v| *v == store.version_id)
+        && request
+            .version_stage
+            .as_deref()
+            .is_none_or(|s| s == CURRENT_STAGE);
+    let Some(secret) = store.find(&secret_id).filter(|_| version_matches) else {
+        info!(secret_id, "GetSecretValue: no such secret");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ResourceNotFoundException",
+            "Secrets Manager can't find the specified secret.",
+        );
+    };
+    info!(secret = %secret.spec.name, "GetSecretValue");
+    let body = json!({
+        "ARN": secret.spec.arn,
+        "Name": secret.spec.name,
+        "SecretString": secret.value,
+        "VersionId": store.version_id,
+        "VersionStages": [CURRENT_STAGE],
+        "CreatedDate": store.created_date,
+    });
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, CONTENT_TYPE.to_owned()),
+            (REQUEST_ID, crate::functions::request_id()),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// An AWS JSON 1.1 error: the type in both the header and `__type`, as the SDK reads either.
+fn error(status: StatusCode, error_type: &'static str, message: &str) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, CONTENT_TYPE.to_owned()),
+            (ERROR_TYPE, error_type.to_owned()),
+            (REQUEST_ID, crate::functions::request_id()),
+        ],
+        json!({ "__type": error_type, "message": message }).to_string(),
+    )
+        .into_response()
+}
