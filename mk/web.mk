@@ -20,7 +20,7 @@ web-lint: ## check the web client's and its test's JavaScript
 	  || { echo "web-lint: web/app.js must build the page with textContent and elements only"; exit 1; }
 
 # The real gateway and handlers (mk/gateway.mk builds them) on the dev template, DynamoDB Local on Java.
-web-test: web-lint $(NODE_STAMP) $(JAVA_STAMP) $(CHROMIUM) gateway-bins ## the web client in Chromium against the local gateway
+web-test: web-lint $(NODE_STAMP) $(JAVA_STAMP) $(CHROMIUM) gateway-bins $(JWT_SECRET_FILE) ## the web client in Chromium against the local gateway
 	$(MAKE) --no-print-directory synth-dev STAGE=dev
 	WEB_TEST_OUT=$(WEB_TEST_OUT) WEB_TEST_GATEWAY=$(GATEWAY_BIN_DIR)/local-gateway \
 	  WEB_TEST_TEMPLATE=cdk.out/Realtime-dev.template.json timeout 180 node web/tests/chat.test.mjs
