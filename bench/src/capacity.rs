@@ -29,6 +29,9 @@ pub struct Capacity {
     pub connect_ms: Summary,
     /// Connections counted open in the lobby (DynamoDB) at the end.
     pub lobby_members: usize,
+    /// The floor: the raw echo server (same library and buffer settings, no gateway state)
+    /// holding as many idle connections, bytes each.
+    pub raw_echo_bytes_per_connection: Option<f64>,
 }
 
 /// Opens `n` connections and holds them while measuring; returns them still open, so that
@@ -78,10 +81,40 @@ pub async fn measure(
                 .collect::<Vec<_>>(),
         ),
         lobby_members: lobby,
+        raw_echo_bytes_per_connection: None,
     };
     eprintln!(
         "bench: capacity: {n} connections, {:.0} B each, {:.0} connects/s",
         result.bytes_per_connection, result.connects_per_s
     );
     Ok((result, sockets))
+}
+
+/// The same measurement against the raw echo server: what the WebSocket library, the HTTP
+/// server and one task per connection cost without anything of the gateway's own.
+pub async fn floor(n: usize, parallel: usize) -> Result<f64> {
+    let echo = crate::overhead::EchoProcess::start().await?;
+    let result = async {
+        let pid = echo
+            .pid()
+            .ok_or_else(|| anyhow::anyhow!("the echo server exited"))?;
+        let rss = || crate::sys::rss_kib(pid).ok_or_else(|| anyhow::anyhow!("no /proc/{pid}"));
+        let target = Target::plain(echo.url.clone());
+        let (warm, _, _) = clients::connect_many(&target, 200, parallel).await?;
+        for mut ws in warm {
+            let _ = ws.close(None).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = rss()?;
+        let (sockets, _, _) = clients::connect_many(&target, n, parallel).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = rss()?;
+        drop(sockets);
+        let each = after.saturating_sub(before) as f64 * 1024.0 / n as f64;
+        eprintln!("bench: capacity floor: raw echo server, {n} connections, {each:.0} B each");
+        Ok(each)
+    }
+    .await;
+    echo.stop().await;
+    result
 }

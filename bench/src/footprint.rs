@@ -30,6 +30,85 @@ pub struct Footprint {
     pub handlers: Vec<Handler>,
     /// What was built (the host target; Lambda's arm64 build is a different binary).
     pub target: String,
+    /// The Lambda builds (cargo lambda, the stack's architecture) of the last bundled synth
+    /// (`make synth-bundled`, part of `make test`), when one is on disk.
+    pub lambda_builds: Option<LambdaBuilds>,
+}
+
+/// The bootstraps a bundled synth made.
+#[derive(Debug, Clone, Serialize)]
+pub struct LambdaBuilds {
+    /// Where they were found.
+    pub dir: String,
+    /// Their architecture.
+    pub architecture: String,
+    /// When the newest was built (UTC).
+    pub built_at: String,
+    /// Per handler.
+    pub handlers: Vec<Handler>,
+}
+
+/// Reads the bootstraps of the bundled synth in `dir` (its template names each function's
+/// binary and asset folder).
+pub fn lambda_builds(dir: &Path) -> Option<LambdaBuilds> {
+    let template = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(".template.json"))?;
+    let template: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(template).ok()?).ok()?;
+    let mut handlers = Vec::new();
+    let mut architecture = String::new();
+    let mut newest = None;
+    for resource in template.get("Resources")?.as_object()?.values() {
+        let Some(name) = resource
+            .pointer("/Metadata/local:binary")
+            .and_then(|v| v.as_str())
+        else {
+            continue;
+        };
+        let Some(asset) = resource
+            .pointer("/Metadata/aws:asset:path")
+            .and_then(|v| v.as_str())
+        else {
+            continue;
+        };
+        if let Some(arch) = resource
+            .pointer("/Properties/Architectures/0")
+            .and_then(|v| v.as_str())
+        {
+            architecture = arch.to_owned();
+        }
+        let path = dir.join(asset).join("bootstrap");
+        let Ok(binary) = std::fs::read(&path) else {
+            continue;
+        };
+        if let Ok(modified) = std::fs::metadata(&path).and_then(|m| m.modified()) {
+            newest = newest.max(Some(modified));
+        }
+        handlers.push(Handler {
+            name: name.to_owned(),
+            binary_bytes: binary.len() as u64,
+            zip_bytes: zip_size(&binary).ok()?,
+        });
+    }
+    handlers.sort_by_key(|h| {
+        HANDLERS
+            .iter()
+            .position(|n| *n == h.name)
+            .unwrap_or(usize::MAX)
+    });
+    (!handlers.is_empty()).then(|| LambdaBuilds {
+        dir: dir.display().to_string(),
+        architecture,
+        built_at: newest
+            .map(|t| {
+                chrono::DateTime::<chrono::Utc>::from(t)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            })
+            .unwrap_or_default(),
+        handlers,
+    })
 }
 
 fn zip_size(binary: &[u8]) -> Result<u64> {
@@ -43,8 +122,8 @@ fn zip_size(binary: &[u8]) -> Result<u64> {
     Ok(bytes.len() as u64)
 }
 
-/// Measures the handlers in `bin_dir`.
-pub fn measure(bin_dir: &Path) -> Result<Footprint> {
+/// Measures the handlers in `bin_dir`, and the Lambda builds in `bundled_dir` if any.
+pub fn measure(bin_dir: &Path, bundled_dir: &Path) -> Result<Footprint> {
     let mut handlers = Vec::new();
     for name in HANDLERS {
         let path = bin_dir.join(name);
@@ -63,5 +142,6 @@ pub fn measure(bin_dir: &Path) -> Result<Footprint> {
     Ok(Footprint {
         handlers,
         target: format!("{}-linux (host release build)", std::env::consts::ARCH),
+        lambda_builds: lambda_builds(bundled_dir),
     })
 }

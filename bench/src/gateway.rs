@@ -40,6 +40,8 @@ pub struct Gateway {
     pub ws_url: String,
     /// `http://127.0.0.1:PORT/STAGE`, the @connections base.
     pub callback_url: String,
+    /// The token the gateway printed for its sample user, if it takes local tokens.
+    pub printed_token: Option<String>,
 }
 
 impl Gateway {
@@ -81,8 +83,12 @@ impl Gateway {
             .ok_or_else(|| anyhow!("no stdout pipe"))?;
         let mut lines = BufReader::new(stdout).lines();
         // The ready text ends with `@connections API: http://127.0.0.1:PORT/STAGE/@connections/{id}`.
+        let mut printed_token = None;
         let callback_url = tokio::time::timeout(READY_TIMEOUT, async {
             while let Some(line) = lines.next_line().await? {
+                if printed_token.is_none() {
+                    printed_token = token_in(&line);
+                }
                 if let Some(url) = callback_from_ready_line(&line) {
                     return Ok::<_, std::io::Error>(Some(url));
                 }
@@ -122,6 +128,7 @@ impl Gateway {
             pid,
             ws_url,
             callback_url,
+            printed_token,
         })
     }
 
@@ -255,28 +262,20 @@ pub struct Credentials {
     pub headers: Vec<(String, String)>,
 }
 
-/// A token from `make token USER=bench` for each identity source of the authorizer; none
-/// without an authorizer.
-pub fn credentials(facts: &TemplateFacts, repo: &Path) -> Result<Credentials> {
+/// Credentials for each identity source of the `$connect` authorizer (none without one): the
+/// token the gateway printed for its sample user when it takes local tokens, else one from
+/// `make token USER=bench`.
+pub fn credentials(
+    facts: &TemplateFacts,
+    repo: &Path,
+    printed: Option<&str>,
+) -> Result<Credentials> {
     let Some(sources) = &facts.authorizer_sources else {
         return Ok(Credentials::default());
     };
-    let output = std::process::Command::new("make")
-        .args(["--no-print-directory", "-s", "token", "USER=bench"])
-        .current_dir(repo)
-        .output()
-        .context("run `make token USER=bench`")?;
-    // The token comes alone on the first line; how to use it follows.
-    let token = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::trim)
-        .find(|l| l.split('.').count() == 3 && !l.contains(' '))
-        .map(str::to_owned);
-    let Some(token) = token.filter(|_| output.status.success()) else {
-        bail!(
-            "the template has an authorizer on $connect, but `make token USER=bench` gave no token: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+    let token = match printed {
+        Some(token) => token.to_owned(),
+        None => make_token(repo)?,
     };
     let mut credentials = Credentials::default();
     for source in sources {
@@ -291,9 +290,52 @@ pub fn credentials(facts: &TemplateFacts, repo: &Path) -> Result<Credentials> {
     Ok(credentials)
 }
 
+fn make_token(repo: &Path) -> Result<String> {
+    let output = std::process::Command::new("make")
+        .args(["--no-print-directory", "-s", "token", "USER=bench"])
+        .current_dir(repo)
+        .output()
+        .context("run `make token USER=bench`")?;
+    // The token comes alone on the first line; how to use it follows.
+    let token = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::trim)
+        .find(|l| l.split('.').count() == 3 && !l.contains(' '))
+        .map(str::to_owned);
+    match token.filter(|_| output.status.success()) {
+        Some(token) => Ok(token),
+        None => bail!(
+            "the template has an authorizer on $connect, but the gateway printed no token and `make token USER=bench` gave none: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+    }
+}
+
+/// The token in a ready line such as `npx wscat -c "ws://127.0.0.1:3001/dev?token=eyJ..."`.
+fn token_in(line: &str) -> Option<String> {
+    let (_, rest) = line.split_once("token=")?;
+    let token: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .collect();
+    (token.split('.').count() == 3).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::callback_from_ready_line;
+    use super::{callback_from_ready_line, token_in};
+
+    #[test]
+    fn reads_the_printed_token() {
+        assert_eq!(
+            token_in(
+                r#"  Connect as alice:  npx wscat -c "ws://127.0.0.1:3001/dev?token=aa.bb-_.cc""#
+            ),
+            Some("aa.bb-_.cc".to_owned())
+        );
+        assert_eq!(token_in("  More tokens:       make token USER=bob"), None);
+        assert_eq!(token_in("?token=TOKEN"), None);
+    }
 
     #[test]
     fn reads_the_callback_url_from_either_ready_text() {

@@ -72,6 +72,13 @@ struct RunArgs {
     /// The gateway's processes per function.
     #[arg(long, default_value_t = 4)]
     max_processes: u16,
+    /// Run only these phases (comma-separated: footprint, cold-start, broadcast, overhead,
+    /// fan-out, capacity), e.g. to study one; the others are marked skipped.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Clients of the throughput run (default 100; 20 with --quick).
+    #[arg(long)]
+    load_clients: Option<usize>,
 }
 
 /// How much of everything.
@@ -176,6 +183,8 @@ pub enum Phase<T> {
     Ok(T),
     /// Failed with this error.
     Failed(String),
+    /// Not run (`--only`).
+    Skipped,
 }
 
 impl<T> Phase<T> {
@@ -183,7 +192,7 @@ impl<T> Phase<T> {
     pub fn ok(&self) -> Option<&T> {
         match self {
             Phase::Ok(value) => Some(value),
-            Phase::Failed(_) => None,
+            Phase::Failed(_) | Phase::Skipped => None,
         }
     }
 
@@ -199,7 +208,17 @@ impl<T> Phase<T> {
     }
 }
 
+/// Whether `--only` (if given) names this phase (`overhead` names `gateway overhead`).
+fn wanted(name: &str) -> bool {
+    let name = name.replace(' ', "-");
+    ONLY.get()
+        .is_none_or(|only| only.is_empty() || only.iter().any(|o| name.contains(o.as_str())))
+}
+
 async fn phase<T>(name: &str, work: impl Future<Output = Result<T>>) -> Phase<T> {
+    if !wanted(name) {
+        return Phase::Skipped;
+    }
     eprintln!("bench: ---- {name} ----");
     let started = Instant::now();
     let result = Phase::from_result(work.await, name);
@@ -209,6 +228,9 @@ async fn phase<T>(name: &str, work: impl Future<Output = Result<T>>) -> Phase<T>
     );
     result
 }
+
+/// The phases `--only` asks for (all when empty), set once at the start of a run.
+static ONLY: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -256,7 +278,11 @@ async fn run(args: RunArgs) -> Result<bool> {
     let log_dir = out.join("logs");
     std::fs::create_dir_all(&log_dir).with_context(|| format!("create {}", log_dir.display()))?;
     let nofile = sys::raise_nofile()?;
-    let plan = Plan::new(args.quick, args.max_processes);
+    let _ = ONLY.set(args.only.clone());
+    let mut plan = Plan::new(args.quick, args.max_processes);
+    if let Some(clients) = args.load_clients {
+        plan.load_clients = clients;
+    }
     if nofile < plan.capacity_connections as u64 + 1000 {
         eprintln!(
             "bench: warning: the open-file limit is {nofile}: {} connections may not fit",
@@ -276,9 +302,12 @@ async fn run(args: RunArgs) -> Result<bool> {
         }
     );
     let facts = gateway::read_template(&template)?;
-    let credentials = gateway::credentials(&facts, &repo)?;
 
-    let footprint = phase("footprint", async { footprint::measure(&bin_dir) }).await;
+    let bundled = repo.join("test-output/cdk/bundled");
+    let footprint = phase("footprint", async {
+        footprint::measure(&bin_dir, &bundled)
+    })
+    .await;
 
     // One DynamoDB Local for every phase; tables are dropped between phases.
     // DynamoDB Local's jar and the gateway's defaults (.local/jwt-secret, web/) are found from here.
@@ -295,7 +324,7 @@ async fn run(args: RunArgs) -> Result<bool> {
             &coldstart::Setup {
                 rust_binary: bin_dir.join("connect"),
                 python: python.clone(),
-                python_dir: out.join("baselines/python"),
+                python_dir: repo.join("bench/baselines/python"),
                 dynamodb_endpoint: endpoint.clone(),
                 log_dir: log_dir.clone(),
             },
@@ -314,95 +343,124 @@ async fn run(args: RunArgs) -> Result<bool> {
         max_processes: args.max_processes,
         log_dir: log_dir.clone(),
     };
-    let target = |gateway: &Gateway| Target {
-        url: gateway.ws_url.clone(),
-        credentials: credentials.clone(),
-    };
 
     // Gateway without latency: broadcast, then overhead.
-    let (broadcast, overhead) = match fresh_gateway(&db, &launch, 0, "plain").await {
-        Ok(gateway) => {
-            let broadcast = phase(
-                "local broadcast",
-                broadcast::measure(
-                    &target(&gateway),
-                    &db,
-                    &facts.connections_table,
-                    plan.broadcast_clients,
-                    plan.broadcast_rounds,
-                ),
-            )
-            .await;
-            let overhead = phase(
-                "gateway overhead",
-                overhead::measure(
-                    &target(&gateway),
-                    gateway.pid(),
-                    overhead::Plan {
-                        round_trips: plan.round_trips,
-                        warmup: plan.round_trips / 10,
-                        clients: plan.load_clients,
-                        load_warmup: Duration::from_secs(1),
-                        load_window: Duration::from_secs(plan.load_window_s),
-                    },
-                ),
-            )
-            .await;
-            gateway.stop().await;
-            (broadcast, overhead)
+    let (broadcast, overhead) = if !wanted("local broadcast") && !wanted("gateway overhead") {
+        (Phase::Skipped, Phase::Skipped)
+    } else {
+        match fresh_gateway(&db, &launch, &facts, &repo, 0, "plain").await {
+            Ok((gateway, target)) => {
+                let broadcast = phase(
+                    "local broadcast",
+                    broadcast::measure(
+                        &target,
+                        &db,
+                        &facts.connections_table,
+                        plan.broadcast_clients,
+                        plan.broadcast_rounds,
+                    ),
+                )
+                .await;
+                let overhead = phase(
+                    "gateway overhead",
+                    overhead::measure(
+                        &target,
+                        gateway.pid(),
+                        overhead::Plan {
+                            round_trips: plan.round_trips,
+                            warmup: plan.round_trips / 10,
+                            clients: plan.load_clients,
+                            load_warmup: Duration::from_secs(1),
+                            load_window: Duration::from_secs(plan.load_window_s),
+                        },
+                    ),
+                )
+                .await;
+                gateway.stop().await;
+                (broadcast, overhead)
+            }
+            Err(error) => (
+                Phase::from_result(Err(anyhow::anyhow!("{error:#}")), "local broadcast"),
+                Phase::from_result(Err(error), "gateway overhead"),
+            ),
         }
-        Err(error) => (
-            Phase::from_result(Err(anyhow::anyhow!("{error:#}")), "local broadcast"),
-            Phase::from_result(Err(error), "gateway overhead"),
-        ),
     };
 
     // Gateway with the @connections latency: fan-out.
-    let fanout = match fresh_gateway(&db, &launch, plan.fanout_latency_ms, "fanout").await {
-        Ok(gateway) => {
-            let ctx = fanout::Setup {
-                target: target(&gateway),
-                callback_url: gateway.callback_url.clone(),
-                dynamodb_endpoint: endpoint.clone(),
-                connections_table: facts.connections_table.clone(),
-                latency_ms: plan.fanout_latency_ms,
-                bound: facts.fanout_concurrency,
-                gateway_pid: gateway.pid(),
-            };
-            let result = phase("fan-out", fanout::measure(&ctx, &plan.fanout_steps)).await;
-            gateway.stop().await;
-            result
+    let fanout = if !wanted("fan-out") {
+        Phase::Skipped
+    } else {
+        match fresh_gateway(
+            &db,
+            &launch,
+            &facts,
+            &repo,
+            plan.fanout_latency_ms,
+            "fanout",
+        )
+        .await
+        {
+            Ok((gateway, target)) => {
+                let ctx = fanout::Setup {
+                    target: target.clone(),
+                    callback_url: gateway.callback_url.clone(),
+                    dynamodb_endpoint: endpoint.clone(),
+                    connections_table: facts.connections_table.clone(),
+                    latency_ms: plan.fanout_latency_ms,
+                    bound: facts.fanout_concurrency,
+                    gateway_pid: gateway.pid(),
+                };
+                let result = phase("fan-out", fanout::measure(&ctx, &plan.fanout_steps)).await;
+                gateway.stop().await;
+                result
+            }
+            Err(error) => Phase::from_result(Err(error), "fan-out"),
         }
-        Err(error) => Phase::from_result(Err(error), "fan-out"),
     };
 
     // A fresh gateway for capacity, so its memory baseline is its own.
-    let capacity = match fresh_gateway(&db, &launch, 0, "capacity").await {
-        Ok(gateway) => {
-            let mut held = Vec::new();
-            let result = phase("capacity", async {
-                let (result, sockets) = capacity::measure(
-                    &gateway,
-                    &target(&gateway),
-                    &db,
-                    &facts.connections_table,
-                    plan.capacity_connections,
-                    64,
-                )
-                .await?;
-                held = sockets;
-                Ok(result)
-            })
-            .await;
-            gateway.stop().await;
-            drop(held);
-            result
+    let capacity = if !wanted("capacity") {
+        Phase::Skipped
+    } else {
+        match fresh_gateway(&db, &launch, &facts, &repo, 0, "capacity").await {
+            Ok((gateway, target)) => {
+                let mut held = Vec::new();
+                let result = phase("capacity", async {
+                    let (result, sockets) = capacity::measure(
+                        &gateway,
+                        &target,
+                        &db,
+                        &facts.connections_table,
+                        plan.capacity_connections,
+                        64,
+                    )
+                    .await?;
+                    held = sockets;
+                    Ok(result)
+                })
+                .await;
+                gateway.stop().await;
+                drop(held);
+                match result {
+                    Phase::Ok(mut c) => {
+                        match capacity::floor(plan.capacity_connections, 64).await {
+                            Ok(each) => c.raw_echo_bytes_per_connection = Some(each),
+                            Err(error) => eprintln!("bench: capacity floor failed: {error:#}"),
+                        }
+                        Phase::Ok(c)
+                    }
+                    other => other,
+                }
+            }
+            Err(error) => Phase::from_result(Err(error), "capacity"),
         }
-        Err(error) => Phase::from_result(Err(error), "capacity"),
     };
     dynamodb.stop().await;
 
-    let cost = Phase::from_result(report::cost(&facts, fanout.ok()), "cost");
+    let cost = match fanout {
+        Phase::Skipped => Phase::Skipped,
+        _ => Phase::from_result(report::cost(&facts, fanout.ok()), "cost"),
+    };
     let mut results = Results {
         machine,
         plan,
@@ -432,13 +490,12 @@ async fn run(args: RunArgs) -> Result<bool> {
         results.harness_seconds
     );
     let failed = [
-        results.footprint.ok().is_none(),
-        results.cold_start.ok().is_none(),
-        results.broadcast.ok().is_none(),
-        results.overhead.ok().is_none(),
-        results.fanout.ok().is_none(),
-        results.capacity.ok().is_none(),
-        results.cost.ok().is_none(),
+        matches!(results.footprint, Phase::Failed(_)),
+        matches!(results.cold_start, Phase::Failed(_)),
+        matches!(results.broadcast, Phase::Failed(_)),
+        matches!(results.overhead, Phase::Failed(_)),
+        matches!(results.fanout, Phase::Failed(_)),
+        matches!(results.capacity, Phase::Failed(_)),
     ]
     .contains(&true);
     Ok(!failed)
@@ -448,9 +505,23 @@ async fn run(args: RunArgs) -> Result<bool> {
 async fn fresh_gateway(
     db: &aws_sdk_dynamodb::Client,
     launch: &Launch,
+    facts: &gateway::TemplateFacts,
+    repo: &std::path::Path,
     latency_ms: u64,
     name: &str,
-) -> Result<Gateway> {
+) -> Result<(Gateway, Target)> {
     ddb::drop_all_tables(db).await?;
-    Gateway::start(launch, latency_ms, name).await
+    let gateway = Gateway::start(launch, latency_ms, name).await?;
+    let credentials = match gateway::credentials(facts, repo, gateway.printed_token.as_deref()) {
+        Ok(credentials) => credentials,
+        Err(error) => {
+            gateway.stop().await;
+            return Err(error);
+        }
+    };
+    let target = Target {
+        url: gateway.ws_url.clone(),
+        credentials,
+    };
+    Ok((gateway, target))
 }

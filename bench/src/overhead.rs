@@ -123,6 +123,11 @@ pub struct EchoProcess {
 }
 
 impl EchoProcess {
+    /// The echo server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Starts `bench echo-server` and reads its port.
     pub async fn start() -> Result<Self> {
         let exe = std::env::current_exe().context("the harness's own path")?;
@@ -162,7 +167,12 @@ fn is_echo(text: &str) -> bool {
 }
 
 /// Measures one side: sequential round trips, then the loaded run.
-pub async fn measure_side(target: &Target, server_pid: u32, gateway: bool, plan: Plan) -> Result<Side> {
+pub async fn measure_side(
+    target: &Target,
+    server_pid: u32,
+    gateway: bool,
+    plan: Plan,
+) -> Result<Side> {
     let is_reply: fn(&str) -> bool = if gateway { is_pong } else { is_echo };
     let handler_pids = || {
         if gateway {
@@ -222,7 +232,8 @@ pub async fn measure_side(target: &Target, server_pid: u32, gateway: bool, plan:
         loaded.extend(latencies);
         answered += count;
     }
-    let per_message = |before: &std::collections::HashMap<u32, f64>, after: &std::collections::HashMap<u32, f64>| {
+    let per_message = |before: &std::collections::HashMap<u32, f64>,
+                       after: &std::collections::HashMap<u32, f64>| {
         crate::sys::cpu_between(before, after) / answered.max(1) as f64
     };
     let cpu = CpuSplit {
@@ -244,7 +255,7 @@ pub async fn measure_side(target: &Target, server_pid: u32, gateway: bool, plan:
 /// Both sides, echo first (it leaves nothing behind).
 pub async fn measure(gateway: &Target, gateway_pid: u32, plan: Plan) -> Result<Overhead> {
     let echo = EchoProcess::start().await?;
-    let echo_pid = echo.child.id().unwrap_or_default();
+    let echo_pid = echo.pid().unwrap_or_default();
     let raw = measure_side(&Target::plain(echo.url.clone()), echo_pid, false, plan).await;
     echo.stop().await;
     let raw = raw?;
