@@ -4,33 +4,20 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType, Select,
 };
 use aws_sdk_dynamodb::Client;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
-/// A DynamoDB client for DynamoDB Local at `endpoint` (static credentials, us-east-1, the
-/// handlers' HTTP stack: hyper with rustls on ring).
+/// A DynamoDB client for DynamoDB Local at `endpoint`, built as the handlers' adapters build
+/// theirs (static credentials, the local region, hyper with rustls on ring).
 pub async fn client(endpoint: &str) -> Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("local", "local", None, None, "bench"))
-        .endpoint_url(endpoint)
-        .http_client(http)
-        .timeout_config(
-            aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-                .operation_timeout(Duration::from_secs(30))
-                .build(),
-        )
-        .build();
-    Client::from_conf(config)
+    realtime_aws::clients::local_dynamodb(
+        endpoint,
+        realtime_aws::clients::LOCAL_REGION,
+        Duration::from_secs(30),
+    )
 }
 
 /// Creates a table with string keys `pk` / `sk`, on demand, like the stack's.
