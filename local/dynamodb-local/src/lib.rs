@@ -167,7 +167,7 @@ impl DynamoDbLocal {
 ///
 /// The signal follows the spawning *thread*: start DynamoDB Local from a thread that lives as
 /// long as the database is needed (a runtime's main or worker thread, not `spawn_blocking`).
-fn die_with_parent(command: &mut Command) {
+pub fn die_with_parent(command: &mut Command) {
     let parent = std::process::id();
     // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
     // calls are allowed: it calls prctl(2) and getppid(2), plain system calls that take no lock

@@ -468,26 +468,10 @@ async fn forward_lines(function: String, stream: impl AsyncRead + Unpin) {
 }
 
 /// Makes the child receive SIGKILL if the gateway dies without cleaning up (e.g. SIGKILL), so
-/// no handler outlives it. (The signal follows the thread that spawned the child: the runtime's
-/// worker threads, which live as long as the gateway.)
+/// no handler outlives it: the same guard DynamoDB Local gets. (The signal follows the thread
+/// that spawned the child: the runtime's worker threads, which live as long as the gateway.)
 fn die_with_parent(command: &mut Command) {
-    let parent = std::process::id();
-    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
-    // calls are allowed: prctl(2) and getppid(2) are plain system calls that take no lock and
-    // allocate nothing, `parent` is a u32 copied into the closure before the fork, and the
-    // errors only wrap an errno. It touches no memory another thread of the parent could hold.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The gateway may have died before prctl took effect: then no signal would come.
-            if u32::try_from(libc::getppid()).ok() != Some(parent) {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
+    dynamodb_local::die_with_parent(command);
 }
 
 /// A Lambda request id (a UUID v4).
