@@ -1,8 +1,13 @@
-# The benchmarks; included by the root Makefile (which provides NODE_STAMP, JAVA_STAMP, PATH
-# and, from mk/cdk.mk, synth-dev). `make bench` writes bench/results.json and bench/RESULTS.md.
+# The benchmarks; included by the root Makefile (which provides NODE_STAMP, JAVA_STAMP, PATH;
+# synth-dev comes from mk/cdk.mk, the local token key JWT_SECRET_FILE from mk/gateway.mk, which
+# the gateway needs when the stack has a $connect authorizer). `make bench` writes
+# bench/results.json and bench/RESULTS.md.
 #
-#   make bench                      the full run (about 10 minutes on 2 cores, builds included)
+#   make bench                      the full run: about 3.5 minutes of benchmarks, after the release
+#                                   builds of six binaries (fat LTO: 18.7 min from a fresh clone on a
+#                                   busy 2-core machine, 6.6 min when only workspace crates changed)
 #   make bench BENCH_FLAGS=--quick  small sizes, to try the harness out (marked QUICK in the results)
+#   bench run --only fan-out ...    one phase; see `target/release/bench run --help`
 
 BENCH_FLAGS ?=
 # The Python baseline's own venv (awslambdaric + boto3, pinned), apart from the tools' .venv.
@@ -28,8 +33,11 @@ bench-build: ## build the handlers, the gateway and the harness in release (what
 bench: $(NODE_STAMP) $(JAVA_STAMP) $(BENCH_VENV_STAMP) ## run every benchmark: bench/RESULTS.md and bench/results.json
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory bench-build; \
-	echo "bench: release builds done in $$(( $$(date +%s) - start )) s"; \
+	built=$$(( $$(date +%s) - start )); \
+	echo "bench: release builds done in $$built s"; \
 	$(MAKE) --no-print-directory synth-dev STAGE=dev; \
+	$(if $(JWT_SECRET_FILE),$(MAKE) --no-print-directory $(JWT_SECRET_FILE);) \
 	$(BENCH_RELEASE_DIR)/bench run --repo . --out bench --bin-dir $(BENCH_RELEASE_DIR) \
-	  --template cdk.out/Realtime-dev.template.json --stage dev --python $(BENCH_VENV)/bin/python $(BENCH_FLAGS); \
+	  --template cdk.out/Realtime-dev.template.json --stage dev --python $(BENCH_VENV)/bin/python \
+	  --make-started $$start --build-seconds $$built $(BENCH_FLAGS); \
 	echo "make bench: done in $$(( $$(date +%s) - start )) s: bench/RESULTS.md"

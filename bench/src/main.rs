@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs every benchmark and writes results.json and RESULTS.md.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// A raw WebSocket echo server on 127.0.0.1 (the floor of the overhead benchmark); prints its port.
     EchoServer,
 }
@@ -76,6 +76,12 @@ struct RunArgs {
     /// fan-out, capacity), e.g. to study one; the others are marked skipped.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// When `make bench` started (epoch seconds), to report its whole wall time.
+    #[arg(long)]
+    make_started: Option<i64>,
+    /// How long `make bench`'s release builds took, s.
+    #[arg(long)]
+    build_seconds: Option<u64>,
     /// Clients of the throughput run (default 100; 20 with --quick).
     #[arg(long)]
     load_clients: Option<usize>,
@@ -155,8 +161,12 @@ pub struct Results {
     pub machine: machine::Machine,
     /// Sizes used.
     pub plan: Plan,
-    /// Wall time of the harness, s (builds excluded; `make bench` prints the total).
+    /// Wall time of the harness, s (builds excluded).
     pub harness_seconds: f64,
+    /// Wall time of `make bench` up to the writing of the results (builds included), s.
+    pub make_seconds: Option<f64>,
+    /// Of which the release builds, s.
+    pub build_seconds: Option<u64>,
     /// Benchmark 6.
     pub footprint: Phase<footprint::Footprint>,
     /// Benchmark 1.
@@ -247,7 +257,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::EchoServer => overhead::echo_server().await.map(|()| true),
-            Command::Run(args) => run(args).await,
+            Command::Run(args) => run(*args).await,
         }
     });
     match result {
@@ -465,6 +475,8 @@ async fn run(args: RunArgs) -> Result<bool> {
         machine,
         plan,
         harness_seconds: 0.0,
+        make_seconds: None,
+        build_seconds: args.build_seconds,
         footprint,
         cold_start,
         broadcast,
@@ -476,6 +488,9 @@ async fn run(args: RunArgs) -> Result<bool> {
     };
     results.goals = report::goals(&results);
     results.harness_seconds = started.elapsed().as_secs_f64();
+    results.make_seconds = args
+        .make_started
+        .map(|at| (chrono::Utc::now().timestamp_millis() as f64 / 1000.0 - at as f64).max(0.0));
     let json = serde_json::to_string_pretty(&results).context("serialize the results")?;
     let json_path = out.join("results.json");
     std::fs::write(&json_path, json + "\n")
