@@ -39,8 +39,8 @@ pub struct ConnectionFacts<'a> {
     pub source_ip: IpAddr,
     /// The client's `User-Agent`, if it sent one.
     pub user_agent: Option<&'a str>,
-    /// What the authorizer returned (principalId and context), if the API has one.
-    pub authorizer: Option<&'a Map<String, Value>>,
+    /// What the authorizer returned (principalId and context) as a JSON object, if the API has one.
+    pub authorizer: Option<&'a str>,
 }
 
 /// An opaque id shaped like API Gateway's (`L0SM9cOFvHcCIhw=`): 11 random bytes in base64.
@@ -160,9 +160,13 @@ fn base_event(
     ctx.domain_name = Some(api.domain_name.clone());
     ctx.connection_id = Some(conn.id.to_owned());
     ctx.apiid = Some(api.api_id.clone());
-    if let Some(fields) = conn.authorizer {
+    // The gateway wrote this text itself from a JSON object, so it parses back.
+    if let Some(Ok(fields)) = conn
+        .authorizer
+        .map(serde_json::from_str::<Map<String, Value>>)
+    {
         let mut authorizer = ApiGatewayRequestAuthorizer::default();
-        authorizer.fields = fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        authorizer.fields = fields.into_iter().collect();
         ctx.authorizer = authorizer;
     }
 

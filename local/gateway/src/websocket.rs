@@ -23,9 +23,10 @@ use crate::connections::{CloseReason, Connection, Outbound, MAX_MESSAGE_BYTES};
 use crate::events::{self, canonical_header_name, new_id};
 use crate::gateway::Shared;
 
-/// Bytes read from a client socket at a time. Small on purpose: with 10,000 idle connections
-/// every byte counts, and chat messages are small (larger ones take a few more reads).
-const READ_BUFFER_BYTES: usize = 1024;
+/// Bytes read from a client socket at a time. Small on purpose: the library allocates it up
+/// front for every connection, and reserves a frame's whole length when a longer one arrives, so
+/// a small buffer costs idle connections nothing and long messages only a few more reads.
+const READ_BUFFER_BYTES: usize = 256;
 
 /// The hard limit where the WebSocket library stops reading a message. Messages between
 /// 128 KiB and this are read whole and then refused with 1009, so the close handshake
@@ -150,7 +151,7 @@ async fn upgrade(
             )
             .await
             {
-                Ok(context) => connection.set_authorizer(context),
+                Ok(context) => connection.set_authorizer(&context),
                 Err(status) => {
                     info!(
                         connection_id,
@@ -341,6 +342,9 @@ pub(crate) fn error_frame(message: &str, connection_id: &str, request_id: &str) 
 }
 
 /// Serves an accepted socket until it closes, then runs `$disconnect`.
+///
+/// The rare awaits (closing, `$disconnect`) are boxed: a task reserves its future's largest state
+/// up front, so unboxed, every idle connection would hold room for a `$disconnect` invocation.
 async fn serve(shared: Arc<Shared>, connection: Arc<Connection>, mut socket: WebSocket) {
     let limits = shared.limits;
     let max_end = Instant::now() + limits.max_duration;
@@ -355,7 +359,7 @@ async fn serve(shared: Arc<Shared>, connection: Arc<Connection>, mut socket: Web
                     last_activity = Instant::now();
                     connection.touch();
                     if text.len() > MAX_MESSAGE_BYTES {
-                        status = close(&mut socket, &shared, &connection, TOO_BIG).await;
+                        status = Box::pin(close(&mut socket, &shared, &connection, TOO_BIG)).await;
                         break;
                     }
                     // Counted: shutdown lets messages in flight finish before the database stops.
@@ -367,7 +371,7 @@ async fn serve(shared: Arc<Shared>, connection: Arc<Connection>, mut socket: Web
                     });
                 }
                 Some(Ok(Message::Binary(_))) => {
-                    status = close(&mut socket, &shared, &connection, UNSUPPORTED_DATA).await;
+                    status = Box::pin(close(&mut socket, &shared, &connection, UNSUPPORTED_DATA)).await;
                     break;
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
@@ -384,7 +388,7 @@ async fn serve(shared: Arc<Shared>, connection: Arc<Connection>, mut socket: Web
                 Some(Err(error)) => {
                     if is_too_long(&error) {
                         // The library stopped mid-frame: read nothing more, just say why.
-                        status = close_now(&mut socket, &shared, &connection, TOO_BIG).await;
+                        status = Box::pin(close_now(&mut socket, &shared, &connection, TOO_BIG)).await;
                     } else {
                         debug!(connection_id = connection.id(), "socket error: {error}");
                     }
@@ -410,7 +414,7 @@ async fn serve(shared: Arc<Shared>, connection: Arc<Connection>, mut socket: Web
                             }
                         }
                         Err(reason) => {
-                            status = close(&mut socket, &shared, &connection, reason).await;
+                            status = Box::pin(close(&mut socket, &shared, &connection, reason)).await;
                             closed = true;
                             break;
                         }
@@ -423,7 +427,7 @@ async fn serve(shared: Arc<Shared>, connection: Arc<Connection>, mut socket: Web
             () = tokio::time::sleep_until(deadline) => {
                 let which = if Instant::now() >= max_end { "maximum duration" } else { "idle timeout" };
                 debug!(connection_id = connection.id(), "closing on {which}");
-                status = close(&mut socket, &shared, &connection, GOING_AWAY).await;
+                status = Box::pin(close(&mut socket, &shared, &connection, GOING_AWAY)).await;
                 break;
             }
         }
@@ -436,7 +440,7 @@ async fn serve(shared: Arc<Shared>, connection: Arc<Connection>, mut socket: Web
         "disconnected"
     );
     drop(socket);
-    shared.disconnect(&connection, status.0, &status.1).await;
+    Box::pin(shared.disconnect(&connection, status.0, &status.1)).await;
 }
 
 /// Sends a close frame and waits briefly for the client's reply; the connection is gone for

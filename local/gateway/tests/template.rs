@@ -384,8 +384,7 @@ fn message_and_disconnect_events() {
     assert!(event.get("body").is_none());
 
     let mut authorized = facts();
-    let context =
-        serde_json::from_value(json!({"principalId": "alice-id", "user": "alice"})).unwrap();
+    let context = json!({"principalId": "alice-id", "user": "alice"}).to_string();
     authorized.authorizer = Some(&context);
     let event: Value = serde_json::from_slice(&events::message(
         &api_context(),
