@@ -198,6 +198,35 @@ describe.each(STAGES)('stage %s', (name) => {
       }
     });
 
+    /** A route by key, and the route responses that refer to it. */
+    function routeWithResponses(routeKey: string): { routeId: string; route: Json; responses: Json[] } {
+      const routes = s.template.findResources('AWS::ApiGatewayV2::Route', { Properties: { RouteKey: routeKey } });
+      const [[routeId, route]] = Object.entries(routes) as [string, Json][];
+      const responses = Object.values(resourcesOf(s.template, 'AWS::ApiGatewayV2::RouteResponse'))
+        .map(propertiesOf)
+        .filter((response) => JSON.stringify(response.RouteId) === JSON.stringify({ Ref: routeId }));
+      return { routeId, route, responses };
+    }
+
+    test.each(['$default', ...ACTIONS])(
+      'GIVEN message route %s THEN it is two-way: the response body goes back to the caller',
+      (routeKey) => {
+        const { routeId, route, responses } = routeWithResponses(routeKey);
+        expect(propertiesOf(route).RouteResponseSelectionExpression).toBe('$default');
+        expect(responses).toEqual([{ ApiId: { Ref: apiId }, RouteId: { Ref: routeId }, RouteResponseKey: '$default' }]);
+      },
+    );
+
+    test.each(['$connect', '$disconnect'])('GIVEN route %s THEN it is one-way', (routeKey) => {
+      const { route, responses } = routeWithResponses(routeKey);
+      expect(propertiesOf(route).RouteResponseSelectionExpression).toBeUndefined();
+      expect(responses).toEqual([]);
+    });
+
+    test('GIVEN the routes THEN the only route responses are those of the message routes', () => {
+      s.template.resourceCountIs('AWS::ApiGatewayV2::RouteResponse', 1 + ACTIONS.length);
+    });
+
     test('GIVEN the message function THEN one integration serves all its routes', () => {
       s.template.resourceCountIs('AWS::ApiGatewayV2::Integration', 3);
     });

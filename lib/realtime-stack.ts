@@ -117,7 +117,7 @@ export class RealtimeStack extends Stack {
     Validations.of(this.message.role).acknowledge({
       id: `AwsSolutions-IAM5[Resource::${flatPostArn}]`,
       reason:
-        'Fan-out posts to connections whose ids are only known at run time; the wildcard is limited to POST on @connections of this API and stage.',
+        'Fan-out and whispers post to other connections whose ids are only known at run time (the caller is answered by the route response); the wildcard is limited to POST on @connections of this API and stage.',
     });
 
     if (settings.auth.mode === 'none') {
@@ -151,7 +151,7 @@ export class RealtimeStack extends Stack {
       this.authorizer,
     );
     this.webSocket.addRoute('$disconnect', new WebSocketLambdaIntegration('Disconnect', this.disconnect.function));
-    // One integration serves $default and every action: a new action is one entry in ACTIONS.
+    // One integration serves $default and every action, each a two-way route: a new action is one entry in ACTIONS.
     const messageIntegration = new WebSocketLambdaIntegration('Message', this.message.function);
     for (const routeKey of ['$default', ...ACTIONS]) {
       this.webSocket.addRoute(routeKey, messageIntegration);

@@ -17,6 +17,9 @@ import { Construct } from 'constructs';
 import type { StageSettings } from '../cdk/stages';
 import { ROUTE_SELECTION_EXPRESSION } from './routes';
 
+/** The connection's lifecycle routes: one-way, since nothing they return is meant for the client. */
+const CONNECTION_ROUTES: readonly string[] = ['$connect', '$disconnect'];
+
 /** Properties of a RealtimeWebSocketApi. */
 export interface RealtimeWebSocketApiProps {
   /** The stage's validated settings: name, throttling, log retention, custom domain. */
@@ -127,13 +130,16 @@ export class RealtimeWebSocketApi extends Construct {
    * Routes this route key (`$connect`, `$disconnect`, `$default` or an action) to the integration.
    * Only `$connect` may have an authorizer (CDK rejects one elsewhere: API Gateway checks nothing
    * after the upgrade); without one it is open, which the stage must have chosen with `auth: none`.
+   * Every MESSAGE route is two-way (a `$default` route response): the handler answers the caller
+   * in its response body, and only deliveries to other connections go through @connections.
    */
   addRoute(
     routeKey: string,
     integration: WebSocketRouteIntegration,
     authorizer?: IWebSocketRouteAuthorizer,
   ): WebSocketRoute {
-    const route = this.api.addRoute(routeKey, { integration, authorizer });
+    const returnResponse = !CONNECTION_ROUTES.includes(routeKey);
+    const route = this.api.addRoute(routeKey, { integration, authorizer, returnResponse });
     if (routeKey !== '$connect') {
       Validations.of(route).acknowledge({
         id: 'AwsSolutions-APIG4',

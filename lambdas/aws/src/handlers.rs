@@ -1,8 +1,11 @@
 //! API Gateway WebSocket events in, use cases called, proxy responses out.
 
+use std::future::Future;
+
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use realtime_core::{AppError, Caller, ConnectionId, Messaging, Ports};
+use realtime_core::{AppError, Caller, ConnectionId, Messaging, Ports, Reply};
 use tracing::Instrument;
 
 /// A handler could not do its job; Lambda reports it as a failed invocation.
@@ -63,9 +66,27 @@ fn span(event: &ApiGatewayWebsocketProxyRequest, aws_request_id: &str) -> tracin
     )
 }
 
-fn ok() -> ApiGatewayProxyResponse {
+/// Runs one event's work for its caller inside the event's span: what every handler shares.
+async fn traced<F, Fut>(
+    event: &LambdaEvent<ApiGatewayWebsocketProxyRequest>,
+    work: F,
+) -> Result<ApiGatewayProxyResponse, HandlerError>
+where
+    F: FnOnce(Caller) -> Fut,
+    Fut: Future<Output = Result<ApiGatewayProxyResponse, HandlerError>>,
+{
+    let span = span(&event.payload, &event.context.request_id);
+    async { work(caller(&event.payload)?).await }
+        .instrument(span)
+        .await
+}
+
+/// A 200 proxy response. On a two-way route API Gateway sends `body` back to the caller; on
+/// the others it is ignored.
+fn ok(body: Option<String>) -> ApiGatewayProxyResponse {
     let mut response = ApiGatewayProxyResponse::default();
     response.status_code = 200;
+    response.body = body.map(Body::Text);
     response
 }
 
@@ -74,17 +95,14 @@ pub async fn connect(
     ports: &Ports,
     event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
-    let span = span(&event.payload, &event.context.request_id);
-    async {
-        let caller = caller(&event.payload)?;
+    traced(&event, |caller| async move {
         ports
             .connect(&caller)
             .await
             .inspect_err(|e| tracing::error!(error = %e, "connect failed"))?;
         tracing::info!(user = caller.user.as_deref(), "connected");
-        Ok(ok())
-    }
-    .instrument(span)
+        Ok(ok(None))
+    })
     .await
 }
 
@@ -93,10 +111,8 @@ pub async fn disconnect(
     ports: &Ports,
     event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
-    let span = span(&event.payload, &event.context.request_id);
-    async {
-        let caller = caller(&event.payload)?;
-        let context = &event.payload.request_context;
+    let context = &event.payload.request_context;
+    traced(&event, |caller| async move {
         ports
             .disconnect(
                 &caller,
@@ -106,25 +122,22 @@ pub async fn disconnect(
             .await
             .inspect_err(|e| tracing::error!(error = %e, "disconnect failed"))?;
         tracing::info!(status_code = context.disconnect_status_code, "disconnected");
-        Ok(ok())
-    }
-    .instrument(span)
+        Ok(ok(None))
+    })
     .await
 }
 
-/// Every MESSAGE route (`$default` and each action): replies go through @connections.
+/// Every MESSAGE route (`$default` and each action), all two-way: the caller's reply is the
+/// response body; deliveries to other connections go through @connections.
 pub async fn message(
     messaging: &Messaging,
     event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
-    let span = span(&event.payload, &event.context.request_id);
-    async {
-        let caller = caller(&event.payload)?;
-        let body = event.payload.body.as_deref().unwrap_or_default();
+    let body = event.payload.body.as_deref().unwrap_or_default();
+    traced(&event, |caller| async move {
         let outcome = messaging.on_message(&caller, body).await;
         tracing::info!(action = outcome.action, error = ?outcome.error, size = body.len(), "handled");
-        Ok(ok())
-    }
-    .instrument(span)
+        Ok(ok(outcome.reply.as_ref().map(Reply::to_json)))
+    })
     .await
 }

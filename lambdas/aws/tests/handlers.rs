@@ -1,12 +1,15 @@
 //! The handlers on real captured API Gateway events, over DynamoDB Local and a loopback
-//! @connections API: every action of the protocol, end to end below the gateway.
+//! @connections API: every action of the protocol, end to end below the gateway. The caller's
+//! reply is the response body (the route response); @connections carries the rest.
 
 mod support;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use aws_lambda_events::encodings::Body;
 use lambda_runtime::{Context, LambdaEvent};
 use realtime_aws::dynamodb::{DynamoAudit, DynamoStore};
 use realtime_aws::notifier::ApiGatewayNotifier;
@@ -69,17 +72,40 @@ impl Harness {
             .await
             .expect("connect");
         assert_eq!(response.status_code, 200);
+        assert_eq!(response.body, None, "$connect has nothing to say");
     }
 
-    async fn send(&self, id: &str, body: Value) {
+    /// Sends a frame as `id`: the reply in the response body, if any.
+    async fn send(&self, id: &str, body: Value) -> Option<Value> {
+        self.send_text(id, &body.to_string()).await
+    }
+
+    async fn send_text(&self, id: &str, body: &str) -> Option<Value> {
         let mut payload = fixture("message");
         payload.request_context.connection_id = Some(id.to_owned());
         payload.request_context.request_id = Some(format!("req-{id}"));
-        payload.body = Some(body.to_string());
+        payload.body = Some(body.to_owned());
         let response = handlers::message(&self.messaging, event(payload))
             .await
             .expect("message");
         assert_eq!(response.status_code, 200);
+        match response.body? {
+            Body::Text(text) => Some(serde_json::from_str(&text).expect("the reply is JSON")),
+            other => panic!("the reply is a text body, not {other:?}"),
+        }
+    }
+
+    /// Sends a frame only the caller hears about: its reply, checking that nothing went
+    /// through @connections.
+    async fn ask(&self, id: &str, body: Value) -> Value {
+        let requests = self.api.requests.load(Ordering::SeqCst);
+        let reply = self.send(id, body).await.expect("a reply in the body");
+        assert_eq!(
+            self.api.requests.load(Ordering::SeqCst),
+            requests,
+            "nothing posted"
+        );
+        reply
     }
 
     fn last(&self, id: &str) -> Value {
@@ -94,11 +120,10 @@ async fn the_captured_connect_event_stores_the_authorizer_principal() {
         .await
         .expect("connect");
     assert_eq!(response.status_code, 200);
-    h.send("TWegAcC4EowCHnA=", json!({"action": "whoami"}))
-        .await;
+    let identity = h.ask("TWegAcC4EowCHnA=", json!({"action": "whoami"})).await;
     // The captured event carries `principalId: admin` from its authorizer. `whoami` of the
     // MESSAGE fixture has no authorizer, but membership is the stored one.
-    assert_eq!(h.last("TWegAcC4EowCHnA=")["rooms"], json!(["lobby"]));
+    assert_eq!(identity["rooms"], json!(["lobby"]));
 }
 
 #[tokio::test]
@@ -107,21 +132,28 @@ async fn every_action_works_against_dynamodb_local() {
     h.connect("alice=", Some("alice")).await;
     h.connect("bob+/", Some("bob")).await;
 
-    h.send("alice=", json!({"action": "ping"})).await;
-    assert_eq!(h.last("alice="), json!({"type": "pong"}));
+    assert_eq!(
+        h.ask("alice=", json!({"action": "ping"})).await,
+        json!({"type": "pong"})
+    );
 
-    h.send("alice=", json!({"action": "join", "room": "rust"}))
-        .await;
-    assert_eq!(h.last("alice="), json!({"type": "joined", "room": "rust"}));
-    h.send("bob+/", json!({"action": "join", "room": "rust"}))
+    assert_eq!(
+        h.ask("alice=", json!({"action": "join", "room": "rust"}))
+            .await,
+        json!({"type": "joined", "room": "rust"})
+    );
+    h.ask("bob+/", json!({"action": "join", "room": "rust"}))
         .await;
 
-    h.send(
-        "alice=",
-        json!({"action": "sendmessage", "room": "rust", "text": "hi bob"}),
-    )
-    .await;
+    let reply = h
+        .send(
+            "alice=",
+            json!({"action": "sendmessage", "room": "rust", "text": "hi bob"}),
+        )
+        .await;
+    assert_eq!(reply, None, "the sender gets its copy by fan-out");
     for id in ["alice=", "bob+/"] {
+        assert_eq!(h.api.frames_to(id).len(), 1, "only the message was posted");
         let frame = h.last(id);
         assert_eq!(frame["type"], "message");
         assert_eq!(frame["room"], "rust");
@@ -135,40 +167,44 @@ async fn every_action_works_against_dynamodb_local() {
         assert!(frame["sentAt"].as_str().unwrap().ends_with('Z'));
     }
 
-    h.send(
-        "bob+/",
-        json!({"action": "whisper", "to": "alice=", "text": "psst"}),
-    )
-    .await;
+    let reply = h
+        .send(
+            "bob+/",
+            json!({"action": "whisper", "to": "alice=", "text": "psst"}),
+        )
+        .await;
+    assert_eq!(reply, None, "a delivered whisper needs no answer");
     let whisper = h.last("alice=");
     assert_eq!(
         (whisper["direct"].clone(), whisper["text"].clone()),
         (json!(true), json!("psst"))
     );
 
-    h.send("bob+/", json!({"action": "history", "room": "rust"}))
+    let history = h
+        .ask("bob+/", json!({"action": "history", "room": "rust"}))
         .await;
-    let history = h.last("bob+/");
     assert_eq!(history["type"], "history");
     assert_eq!(history["messages"].as_array().map(Vec::len), Some(1));
     assert_eq!(history["messages"][0]["text"], "hi bob");
 
-    h.send("alice=", json!({"action": "whoami"})).await;
     assert_eq!(
-        h.last("alice="),
+        h.ask("alice=", json!({"action": "whoami"})).await,
         json!({"type": "identity", "connectionId": "alice=", "user": null, "rooms": ["lobby", "rust"]})
     );
 
-    h.send("alice=", json!({"action": "leave", "room": "rust"}))
+    assert_eq!(
+        h.ask("alice=", json!({"action": "leave", "room": "rust"}))
+            .await,
+        json!({"type": "left", "room": "rust"})
+    );
+    let error = h
+        .ask(
+            "alice=",
+            json!({"action": "sendmessage", "room": "rust", "text": "still here?"}),
+        )
         .await;
-    assert_eq!(h.last("alice="), json!({"type": "left", "room": "rust"}));
-    h.send(
-        "alice=",
-        json!({"action": "sendmessage", "room": "rust", "text": "still here?"}),
-    )
-    .await;
-    assert_eq!(h.last("alice=")["code"], "not_member");
-    assert_eq!(h.last("alice=")["requestId"], "req-alice=");
+    assert_eq!(error["code"], "not_member");
+    assert_eq!(error["requestId"], "req-alice=");
 
     h.send(
         "alice=",
@@ -193,15 +229,14 @@ async fn errors_reach_only_the_sender() {
         ),
     ];
     for (body, code) in cases {
-        let mut payload = fixture("message");
-        payload.request_context.connection_id = Some("a".into());
-        payload.body = Some(body.to_owned());
-        handlers::message(&h.messaging, event(payload))
-            .await
-            .expect("handled");
-        assert_eq!(h.last("a")["code"], code, "{body}");
+        let reply = h.send_text("a", body).await.expect("an error reply");
+        assert_eq!(reply["code"], code, "{body}");
     }
-    assert!(h.api.frames_to("b").is_empty());
+    assert_eq!(
+        h.api.requests.load(Ordering::SeqCst),
+        0,
+        "errors are replies: nothing posted, to a or b"
+    );
 }
 
 #[tokio::test]
@@ -226,12 +261,14 @@ async fn a_gone_member_is_forgotten_and_a_gone_whisper_target_is_reported() {
     );
 
     h.api.set("ghost", Behaviour::Gone);
-    h.send(
-        "a",
-        json!({"action": "whisper", "to": "ghost", "text": "boo"}),
-    )
-    .await;
-    assert_eq!(h.last("a")["code"], "gone");
+    let reply = h
+        .send(
+            "a",
+            json!({"action": "whisper", "to": "ghost", "text": "boo"}),
+        )
+        .await
+        .expect("an error reply");
+    assert_eq!(reply["code"], "gone");
 }
 
 #[tokio::test]
@@ -243,6 +280,7 @@ async fn the_captured_disconnect_event_forgets_the_connection() {
         .await
         .expect("disconnect");
     assert_eq!(response.status_code, 200);
+    assert_eq!(response.body, None);
     h.send("other", json!({"action": "sendmessage", "text": "bye"}))
         .await;
     assert!(h.api.frames_to("AAAA1234=").is_empty());

@@ -150,18 +150,21 @@ impl Ports {
     }
 }
 
-/// What became of one client message, for logs and tests.
+/// What became of one client message: the caller's reply, and what logs and tests need.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {
     /// The action, when the message named a valid one.
     pub action: Option<&'static str>,
-    /// The error code sent back, if any.
+    /// The error code of the reply, if it is an error.
     pub error: Option<ErrorCode>,
     /// The fan-out, for `sendmessage`.
     pub fanout: Option<FanoutReport>,
+    /// The frame for the caller, sent back as the route response; `None` when there is none.
+    pub reply: Option<Reply>,
 }
 
-/// The message routes: every client action, answered through the notifier.
+/// The message routes: every client action. The caller's reply is returned (API Gateway sends
+/// it back as the route response); only deliveries to other connections use the notifier.
 #[derive(Clone)]
 pub struct Messaging {
     ports: Ports,
@@ -197,8 +200,9 @@ impl Messaging {
         &self.ports
     }
 
-    /// Handles one text frame from a client. Replies and errors go to the caller through the
-    /// notifier; this only fails if nothing at all could be sent.
+    /// Handles one text frame from a client. The reply or error frame for the caller is in
+    /// [`Outcome::reply`], not posted: it travels back as the two-way route's response, which
+    /// saves a signed @connections call per request. It never fails: errors become frames.
     pub async fn on_message(&self, caller: &Caller, body: &str) -> Outcome {
         let mut outcome = Outcome::default();
         let result = match protocol::parse(body) {
@@ -209,13 +213,12 @@ impl Messaging {
             }
             Err(error) => Err(Failure::Client(error)),
         };
-        let reply = match result {
-            Ok(Some(reply)) => reply,
-            Ok(None) => return outcome,
+        outcome.reply = match result {
+            Ok(reply) => reply,
             Err(Failure::Client(error)) => {
                 tracing::info!(code = ?error.code, message = %error.message, "client error");
                 outcome.error = Some(error.code);
-                Reply::error(&error, &caller.request_id)
+                Some(Reply::error(&error, &caller.request_id))
             }
             Err(Failure::Store(error)) => {
                 // The details stay in the logs: clients only learn that it was our fault.
@@ -225,28 +228,14 @@ impl Messaging {
                     ErrorCode::Internal,
                     "the request could not be completed; quote the requestId when reporting it",
                 );
-                Reply::error(&error, &caller.request_id)
+                Some(Reply::error(&error, &caller.request_id))
             }
         };
-        self.reply(caller, &reply).await;
         outcome
     }
 
-    /// Sends a reply to the caller. A caller that is already gone needs no answer.
-    async fn reply(&self, caller: &Caller, reply: &Reply) {
-        let sent = fanout::post_with_retry(
-            self.notifier.as_ref(),
-            &caller.connection_id,
-            &reply.to_bytes(),
-            self.ports.settings.fanout,
-        )
-        .await;
-        if let Err(error) = sent {
-            tracing::warn!(%error, "could not reply to the caller");
-        }
-    }
-
-    /// Runs a command; `Ok(None)` when the replies were already delivered (a room message).
+    /// Runs a command; `Ok(None)` when the caller gets no reply (a room message reaches the
+    /// sender by fan-out; a delivered whisper needs no answer).
     async fn execute(
         &self,
         caller: &Caller,

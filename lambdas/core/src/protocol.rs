@@ -1,7 +1,7 @@
 //! The client protocol: JSON text frames in, JSON replies out, every reply with a `type`.
 //!
 //! To add an action: add its name to [`ACTIONS`], a variant to [`Request`] (and its checks to
-//! [`Request::validate`]), then handle it in `App::on_message`.
+//! [`Request::validate`]), then handle it in `Messaging::execute` (`app.rs`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -328,9 +328,14 @@ impl Reply {
         }
     }
 
-    /// The frame as JSON bytes.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// The frame as JSON text (what a route response body carries).
+    pub fn to_json(&self) -> String {
         // Serializing these plain structs cannot fail: no maps with non-string keys, no floats.
-        serde_json::to_vec(self).unwrap_or_else(|_| b"{\"type\":\"error\"}".to_vec())
+        serde_json::to_string(self).unwrap_or_else(|_| "{\"type\":\"error\"}".to_owned())
+    }
+
+    /// The frame as JSON bytes (what an @connections post carries).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_json().into_bytes()
     }
 }

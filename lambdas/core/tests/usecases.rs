@@ -1,4 +1,5 @@
-//! The use cases over in-memory adapters: every action and every error code.
+//! The use cases over in-memory adapters: every action and every error code. The caller's
+//! reply is returned (the route response); the notifier only sees deliveries to others.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -6,7 +7,9 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use realtime_core::memory::{FixedClock, MemoryAudit, MemoryNotifier, MemoryStore, SequentialIds};
-use realtime_core::{AuditEvent, Caller, ConnectionId, ErrorCode, Messaging, Ports, Settings};
+use realtime_core::{
+    AuditEvent, Caller, ConnectionId, ErrorCode, Messaging, Outcome, Ports, Settings,
+};
 use serde_json::{json, Value};
 
 struct World {
@@ -58,8 +61,21 @@ impl World {
         caller
     }
 
-    async fn send(&self, caller: &Caller, frame: Value) -> realtime_core::Outcome {
+    async fn send(&self, caller: &Caller, frame: Value) -> Outcome {
         self.app.on_message(caller, &frame.to_string()).await
+    }
+
+    /// Sends a frame only the caller hears about: its reply, checking that nothing was posted
+    /// to anyone (the reply travels back as the route response).
+    async fn ask(&self, caller: &Caller, frame: Value) -> Value {
+        let attempts = self.notifier.attempts.load(Ordering::SeqCst);
+        let outcome = self.send(caller, frame).await;
+        assert_eq!(
+            self.notifier.attempts.load(Ordering::SeqCst),
+            attempts,
+            "nothing posted"
+        );
+        reply(&outcome)
     }
 
     fn frames(&self, caller: &Caller) -> Vec<Value> {
@@ -69,6 +85,11 @@ impl World {
     fn last(&self, caller: &Caller) -> Value {
         self.frames(caller).pop().expect("a frame was sent")
     }
+}
+
+/// The reply to the caller, as JSON.
+fn reply(outcome: &Outcome) -> Value {
+    serde_json::to_value(outcome.reply.as_ref().expect("a reply to the caller")).expect("JSON")
 }
 
 #[tokio::test]
@@ -81,9 +102,8 @@ async fn connect_stores_the_user_joins_the_lobby_and_is_audited() {
         stored.expires_at - stored.connected_at,
         chrono::Duration::hours(3)
     );
-    w.send(&alice, json!({"action": "whoami"})).await;
     assert_eq!(
-        w.last(&alice),
+        w.ask(&alice, json!({"action": "whoami"})).await,
         json!({"type": "identity", "connectionId": "A1", "user": "user-A1", "rooms": ["lobby"]})
     );
     let kinds: Vec<_> = w.audit.entries().iter().map(|e| e.event.kind()).collect();
@@ -96,23 +116,33 @@ async fn ping_answers_pong() {
     let a = w.connect("A").await;
     let outcome = w.send(&a, json!({"action": "ping"})).await;
     assert_eq!(outcome.action, Some("ping"));
-    assert_eq!(w.last(&a), json!({"type": "pong"}));
+    assert_eq!(outcome.error, None);
+    assert_eq!(reply(&outcome), json!({"type": "pong"}));
+    assert!(w.frames(&a).is_empty(), "the reply is not posted");
 }
 
 #[tokio::test]
 async fn join_and_leave_reply_and_change_membership() {
     let w = world();
     let a = w.connect("A").await;
-    w.send(&a, json!({"action": "join", "room": "rust-fans"}))
-        .await;
-    assert_eq!(w.last(&a), json!({"type": "joined", "room": "rust-fans"}));
-    w.send(&a, json!({"action": "whoami"})).await;
-    assert_eq!(w.last(&a)["rooms"], json!(["lobby", "rust-fans"]));
-    w.send(&a, json!({"action": "leave", "room": "rust-fans"}))
-        .await;
-    assert_eq!(w.last(&a), json!({"type": "left", "room": "rust-fans"}));
-    w.send(&a, json!({"action": "whoami"})).await;
-    assert_eq!(w.last(&a)["rooms"], json!(["lobby"]));
+    assert_eq!(
+        w.ask(&a, json!({"action": "join", "room": "rust-fans"}))
+            .await,
+        json!({"type": "joined", "room": "rust-fans"})
+    );
+    assert_eq!(
+        w.ask(&a, json!({"action": "whoami"})).await["rooms"],
+        json!(["lobby", "rust-fans"])
+    );
+    assert_eq!(
+        w.ask(&a, json!({"action": "leave", "room": "rust-fans"}))
+            .await,
+        json!({"type": "left", "room": "rust-fans"})
+    );
+    assert_eq!(
+        w.ask(&a, json!({"action": "whoami"})).await["rooms"],
+        json!(["lobby"])
+    );
     let kinds: Vec<_> = w.audit.entries().iter().map(|e| e.event.kind()).collect();
     assert_eq!(kinds, ["connect", "join", "leave"]);
 }
@@ -132,12 +162,14 @@ async fn sendmessage_reaches_every_member_and_the_sender_only_in_that_room() {
         )
         .await;
     assert_eq!(outcome.fanout.as_ref().map(|f| f.delivered), Some(2));
+    assert_eq!(outcome.reply, None, "the sender gets its copy by fan-out");
     let expected = json!({
         "type": "message", "room": "r1", "text": "hi", "from": "A", "user": "user-A",
         "id": "m6", "sentAt": "2026-11-28T12:00:00.000Z"
     });
-    assert_eq!(w.last(&a), expected);
-    assert_eq!(w.last(&b), expected);
+    for member in [&a, &b] {
+        assert_eq!(w.frames(member), vec![expected.clone()], "only the message");
+    }
     assert!(w.frames(&c).is_empty(), "C is not in r1");
 }
 
@@ -176,15 +208,11 @@ async fn sending_to_a_room_not_joined_is_not_member() {
         )
         .await;
     assert_eq!(outcome.error, Some(ErrorCode::NotMember));
-    let frame = w.last(&a);
+    let frame = reply(&outcome);
     assert_eq!(frame["type"], "error");
     assert_eq!(frame["code"], "not_member");
     assert_eq!(frame["requestId"], "req-A");
-    assert_eq!(
-        w.frames(&b),
-        vec![json!({"type": "joined", "room": "r1"})],
-        "nothing reached B"
-    );
+    assert_eq!(w.notifier.delivered(), 0, "nothing was posted, to A or B");
 }
 
 #[tokio::test]
@@ -193,8 +221,12 @@ async fn whisper_reaches_only_the_target_as_direct() {
     let a = w.connect("A").await;
     let b = w.connect("B").await;
     let c = w.connect("C").await;
-    w.send(&a, json!({"action": "whisper", "to": "B", "text": "psst"}))
+    let outcome = w
+        .send(&a, json!({"action": "whisper", "to": "B", "text": "psst"}))
         .await;
+    assert_eq!(outcome.reply, None, "a delivered whisper needs no answer");
+    assert_eq!(outcome.error, None);
+    assert_eq!(w.frames(&b).len(), 1);
     let frame = w.last(&b);
     assert_eq!(frame["type"], "message");
     assert_eq!(frame["direct"], true);
@@ -217,7 +249,12 @@ async fn whisper_to_a_gone_target_is_gone_and_forgets_the_target_not_the_sender(
         .send(&a, json!({"action": "whisper", "to": "B", "text": "psst"}))
         .await;
     assert_eq!(outcome.error, Some(ErrorCode::Gone));
-    assert_eq!(w.last(&a)["code"], "gone");
+    assert_eq!(reply(&outcome)["code"], "gone");
+    assert_eq!(
+        w.notifier.delivered(),
+        0,
+        "the error is the reply, not a post"
+    );
     assert!(
         w.store.connection(&b.connection_id).is_none(),
         "B forgotten"
@@ -271,12 +308,12 @@ async fn history_returns_the_last_messages_oldest_first() {
         .await;
         w.clock.advance(chrono::Duration::seconds(1));
     }
-    w.send(
-        &a,
-        json!({"action": "history", "room": "lobby", "limit": 3}),
-    )
-    .await;
-    let frame = w.last(&a);
+    let frame = w
+        .ask(
+            &a,
+            json!({"action": "history", "room": "lobby", "limit": 3}),
+        )
+        .await;
     assert_eq!(frame["type"], "history");
     assert_eq!(frame["room"], "lobby");
     let texts: Vec<_> = frame["messages"]
@@ -286,9 +323,10 @@ async fn history_returns_the_last_messages_oldest_first() {
         .map(|m| m["text"].clone())
         .collect();
     assert_eq!(texts, [json!("t3"), json!("t4"), json!("t5")]);
-    w.send(&a, json!({"action": "history", "room": "lobby"}))
+    let frame = w
+        .ask(&a, json!({"action": "history", "room": "lobby"}))
         .await;
-    assert_eq!(w.last(&a)["messages"].as_array().map(Vec::len), Some(5));
+    assert_eq!(frame["messages"].as_array().map(Vec::len), Some(5));
 }
 
 #[tokio::test]
@@ -309,10 +347,7 @@ async fn disconnect_forgets_the_connection_and_records_the_close() {
         json!({"action": "sendmessage", "room": "r1", "text": "anyone?"}),
     )
     .await;
-    assert!(
-        w.frames(&a).iter().all(|f| f["type"] != "message"),
-        "A left every room"
-    );
+    assert!(w.frames(&a).is_empty(), "A left every room");
     let disconnect = w
         .audit
         .entries()
@@ -330,8 +365,9 @@ async fn disconnect_forgets_the_connection_and_records_the_close() {
 
 async fn error_of(w: &World, body: &str) -> (String, String) {
     let a = caller("E");
-    w.app.on_message(&a, body).await;
-    let frame = w.last(&a);
+    let outcome = w.app.on_message(&a, body).await;
+    assert!(w.frames(&a).is_empty(), "errors are replies, not posts");
+    let frame = reply(&outcome);
     assert_eq!(frame["type"], "error", "{frame}");
     assert_eq!(frame["requestId"], "req-E");
     (
@@ -398,21 +434,25 @@ async fn out_of_bounds_values_are_invalid() {
     }
     // The edges themselves are accepted.
     let a = w.connect("OK").await;
-    w.send(&a, json!({"action": "join", "room": "r".repeat(64)}))
-        .await;
-    assert_eq!(w.last(&a)["type"], "joined");
+    assert_eq!(
+        w.ask(&a, json!({"action": "join", "room": "r".repeat(64)}))
+            .await["type"],
+        "joined"
+    );
     w.send(
         &a,
         json!({"action": "sendmessage", "text": "x".repeat(32 * 1024)}),
     )
     .await;
     assert_eq!(w.last(&a)["type"], "message");
-    w.send(
-        &a,
-        json!({"action": "history", "room": "lobby", "limit": 100}),
-    )
-    .await;
-    assert_eq!(w.last(&a)["type"], "history");
+    assert_eq!(
+        w.ask(
+            &a,
+            json!({"action": "history", "room": "lobby", "limit": 100}),
+        )
+        .await["type"],
+        "history"
+    );
 }
 
 #[tokio::test]
@@ -428,14 +468,15 @@ async fn a_failing_store_is_internal_without_details_and_nothing_is_sent_to_othe
     ] {
         let outcome = w.send(&a, body).await;
         assert_eq!(outcome.error, Some(ErrorCode::Internal));
-        let frame = w.last(&a);
+        let frame = reply(&outcome);
         assert_eq!(frame["code"], "internal");
         assert!(
             !frame["message"].as_str().unwrap().contains("test switch"),
             "no internals leak"
         );
     }
-    assert!(w.frames(&b).is_empty());
+    assert!(w.frames(&b).is_empty(), "nothing reached B");
+    assert_eq!(w.notifier.delivered(), 0, "nor A: errors are replies");
 }
 
 #[tokio::test]

@@ -229,9 +229,12 @@ impl Template {
                 }
                 _ => None,
             };
+            // As in API Gateway, a route is two-way only with both halves: the selection
+            // expression alone sends nothing back.
             let two_way = route
                 .properties
-                .contains_key("RouteResponseSelectionExpression");
+                .contains_key("RouteResponseSelectionExpression")
+                && self.has_default_route_response(route_id);
             routes.insert(
                 key.clone(),
                 Route {
@@ -251,6 +254,19 @@ impl Template {
             tables: self.tables(&resolver)?,
             secrets: self.secrets(&resolver)?,
         })
+    }
+
+    /// Whether an `AWS::ApiGatewayV2::RouteResponse` with key `$default` belongs to the route.
+    fn has_default_route_response(&self, route_id: &str) -> bool {
+        self.of_type("AWS::ApiGatewayV2::RouteResponse")
+            .any(|(_, response)| {
+                self.refers_to(&response.properties, "RouteId", route_id)
+                    && response
+                        .properties
+                        .get("RouteResponseKey")
+                        .and_then(Value::as_str)
+                        == Some("$default")
+            })
     }
 
     /// Every Secrets Manager secret, by the name and ARN the functions see.
@@ -686,7 +702,8 @@ pub struct Route {
     pub target: Option<RouteTarget>,
     /// The REQUEST authorizer (only on `$connect`).
     pub authorizer: Option<AuthorizerSpec>,
-    /// Whether the route has a route response: the handler's `body` goes back to the caller.
+    /// Whether the route is two-way (a `RouteResponseSelectionExpression` and a `$default`
+    /// route response): the handler's `body` goes back to the caller.
     pub two_way: bool,
 }
 

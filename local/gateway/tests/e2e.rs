@@ -130,7 +130,8 @@ fn api_id(template: &Value) -> String {
         .expect("a WebSocket API")
 }
 
-/// Adds the test handler as a function with its own integration (1 s timeout), and routes to it.
+/// Adds the test handler as a function with its own integration (1 s timeout), and two-way
+/// routes to it (what it returns goes back to the caller).
 fn add_test_routes(template: &mut Value, route_keys: &[&str]) {
     let api = api_id(template);
     let handler = test_handler();
@@ -155,8 +156,18 @@ fn add_test_routes(template: &mut Value, route_keys: &[&str]) {
     );
     for key in route_keys {
         res.retain(|_, r| r["Properties"]["RouteKey"] != *key);
+        let route = format!("TestRoute{}", key.replace('$', ""));
+        // Two-way takes both halves, as in API Gateway: the selection expression on the route
+        // and a `$default` route response referring to it.
         res.insert(
-            format!("TestRoute{}", key.replace('$', "")),
+            format!("{route}Response"),
+            json!({
+                "Type": "AWS::ApiGatewayV2::RouteResponse",
+                "Properties": {"ApiId": {"Ref": api}, "RouteId": {"Ref": route}, "RouteResponseKey": "$default"}
+            }),
+        );
+        res.insert(
+            route,
             json!({
                 "Type": "AWS::ApiGatewayV2::Route",
                 "Properties": {
@@ -691,6 +702,29 @@ async fn a_crash_gives_internal_server_error_and_the_next_message_works() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_selection_expression_without_route_response_is_one_way() {
+    let mut template = real_template();
+    add_test_routes(&mut template, &["quiet", "echo"]);
+    // Half of a two-way route: API Gateway discards what the integration returns.
+    resources(&mut template).remove("TestRoutequietResponse");
+    let gateway = start(write_template(&template), |o| {
+        o.max_processes_per_function = 1
+    })
+    .await;
+    let mut alice = Client::connect(&gateway).await;
+    alice.send(json!({"action": "quiet"})).await;
+    alice.send(json!({"action": "echo"})).await;
+    assert_eq!(alice.next(WAIT).await.expect("echo")["routeKey"], "echo");
+    alice.send(json!({"action": "echo"})).await;
+    let echo = alice.next(WAIT).await.expect("echo");
+    assert_eq!(echo["routeKey"], "echo", "{echo}");
+    // One process served all three events: `quiet` ran, and nothing of it came back.
+    assert_eq!(echo["invocations"], 3, "{echo}");
+    assert_eq!(alice.next(Duration::from_millis(500)).await, None);
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn busy_functions_get_more_processes_up_to_the_bound() {
     let mut template = real_template();
     add_test_routes(&mut template, &["nap"]);
@@ -967,23 +1001,21 @@ async fn real_template_gives_every_route_and_table() {
         .expect("the synthesized template parses")
         .api("dev", &local)
         .expect("the synthesized template is usable");
-    for key in [
-        "$connect",
-        "$disconnect",
-        "$default",
-        "join",
-        "leave",
-        "sendmessage",
-        "whisper",
-        "history",
-        "whoami",
-        "ping",
-    ] {
+    let lifecycle = ["$connect", "$disconnect"];
+    let message_routes = realtime_core::protocol::ACTIONS.iter().chain(&["$default"]);
+    for key in lifecycle.iter().chain(message_routes.clone()) {
         let route = api
             .routes
-            .get(key)
+            .get(*key)
             .unwrap_or_else(|| panic!("no route {key}"));
         assert!(route.target.is_some(), "route {key} has no integration");
+    }
+    // The message handler answers its caller in the route response.
+    for key in message_routes {
+        assert!(api.routes[*key].two_way, "route {key} is not two-way");
+    }
+    for key in lifecycle {
+        assert!(!api.routes[key].two_way, "route {key} is two-way");
     }
     let gateway = start_real().await;
     let mut alice = Client::connect(&gateway).await;

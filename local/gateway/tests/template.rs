@@ -54,6 +54,56 @@ fn reads_routes_of_the_websocket_api_only() {
 }
 
 #[test]
+fn a_route_is_two_way_only_with_a_default_route_response() {
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(FIXTURE).unwrap()).unwrap();
+    let two_way = |change: &dyn Fn(&mut Value)| {
+        let mut json = fixture.clone();
+        change(&mut json);
+        let template =
+            Template::from_slice(Path::new("t.json"), json.to_string().as_bytes()).unwrap();
+        let api = template.api("test", &ctx()).unwrap();
+        let mut keys: Vec<_> = api
+            .routes
+            .values()
+            .filter(|r| r.two_way)
+            .map(|r| r.key.clone())
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(two_way(&|_| {}), ["echo"]);
+    // The selection expression without its route response: one-way, as in API Gateway.
+    assert!(two_way(&|t| {
+        t["Resources"]
+            .as_object_mut()
+            .unwrap()
+            .remove("EchoRouteResponse");
+    })
+    .is_empty());
+    // A route response under another key is not the one the expression selects.
+    assert!(two_way(&|t| {
+        t["Resources"]["EchoRouteResponse"]["Properties"]["RouteResponseKey"] = json!("other");
+    })
+    .is_empty());
+    // A route response without the selection expression on its route sends nothing either.
+    assert!(two_way(&|t| {
+        t["Resources"]["EchoRouteResponse"]["Properties"]["RouteId"] =
+            json!({"Ref": "DefaultRoute"});
+    })
+    .is_empty());
+    // Both halves on `$default`: two-way.
+    assert_eq!(
+        two_way(&|t| {
+            t["Resources"]["DefaultRoute"]["Properties"]["RouteResponseSelectionExpression"] =
+                json!("$default");
+            t["Resources"]["EchoRouteResponse"]["Properties"]["RouteId"] =
+                json!({"Ref": "DefaultRoute"});
+        }),
+        ["$default"]
+    );
+}
+
+#[test]
 fn reads_the_authorizer_of_connect() {
     let api = fixture().api("test", &ctx()).unwrap();
     let authorizer = api.routes["$connect"]
