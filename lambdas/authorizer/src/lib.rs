@@ -100,7 +100,7 @@ pub async fn verifier(config: &AuthConfig) -> Result<Verifier, InitError> {
             issuer,
             audience,
         } => {
-            let sdk = realtime_aws::clients::sdk_config(Duration::from_secs(3)).await;
+            let sdk = realtime_aws::clients::sdk_config(Duration::from_secs(3));
             let client = aws_sdk_secretsmanager::Client::new(&sdk);
             let secret = client
                 .get_secret_value()

@@ -14,17 +14,42 @@ use realtime_core::{Messaging, Ports};
 
 pub use config::{ConfigError, NotifierConfig, StoreConfig};
 
-/// Sets up `tracing` the Lambda way: JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`, level from
-/// `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`.
+/// Sets up `tracing` the Lambda way: JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`, levels from
+/// `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG` (`info` by default). The filter takes `level` and
+/// `target=level` directives: unlike an env filter it needs no regex engine in the binary.
 pub fn init_logging() {
-    lambda_runtime::tracing::init_default_subscriber();
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::{fmt, prelude::*};
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    // A second call (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(log_filter())
+        .with(json.then(|| fmt::layer().json().with_target(false).without_time()))
+        .with((!json).then(|| fmt::layer().with_target(false).without_time()))
+        .try_init();
+
+    /// The levels from the environment; `info` when unset or unreadable.
+    fn log_filter() -> Targets {
+        let directives = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+            .or_else(|_| std::env::var("RUST_LOG"))
+            .unwrap_or_default()
+            // Lambda's log levels include FATAL, which tracing calls ERROR.
+            .to_ascii_lowercase()
+            .replace("fatal", "error");
+        match directives.trim() {
+            "" => Targets::new().with_default(LevelFilter::INFO),
+            text => text
+                .parse()
+                .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO)),
+        }
+    }
 }
 
 /// The use-case ports over DynamoDB, from the environment (`$connect`, `$disconnect`).
 pub async fn ports_from_env() -> Result<Ports, ConfigError> {
     let config = StoreConfig::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
-    let sdk = clients::sdk_config(config.sdk_timeout).await;
+    let sdk = clients::sdk_config(config.sdk_timeout);
     Ok(ports(&config, clients::dynamodb(&sdk)))
 }
 
@@ -48,7 +73,7 @@ pub async fn messaging_from_env() -> Result<Messaging, ConfigError> {
         .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     let notifier = NotifierConfig::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
-    let sdk = clients::sdk_config(store.sdk_timeout).await;
+    let sdk = clients::sdk_config(store.sdk_timeout);
     let management = clients::management(&sdk, &notifier.callback_url, store.sdk_timeout);
     Ok(Messaging::new(
         ports(&store, clients::dynamodb(&sdk)),
