@@ -6,6 +6,7 @@
 //! are refused before any key is looked at.
 
 pub mod jwks;
+pub mod jwt_crypto;
 
 use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
@@ -132,6 +133,8 @@ impl Verifier {
     }
 
     fn new(algorithm: Algorithm, keys: Keys) -> Self {
+        // Before any token is checked: jsonwebtoken has no crypto backend of its own here.
+        jwt_crypto::install();
         let mut validation = Validation::new(algorithm);
         validation.leeway = DEFAULT_LEEWAY_SECS;
         validation.validate_exp = true;
@@ -305,6 +308,8 @@ pub mod local {
         issuer: Option<&str>,
         audience: Option<&str>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
+        // Minting can be the first use of jsonwebtoken in a process (the mint-token tool).
+        super::jwt_crypto::install();
         let now = super::now_secs();
         let mut claims =
             serde_json::json!({"sub": user, "name": user, "iat": now, "exp": now + ttl_secs});

@@ -23,7 +23,19 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// Makes sure the ring provider signs and checks everything here, as in the Lambda: the
+/// test build also enables jsonwebtoken's `rust_crypto` (other crates' dev-dependencies),
+/// which would become the default if jsonwebtoken were used before `install`. Called by the
+/// helpers every test starts with (`claims`, `key_file`; the verifiers install it too).
+fn ring() {
+    assert!(
+        realtime_auth::jwt_crypto::install(),
+        "the ring provider must be jsonwebtoken's default"
+    );
+}
+
 fn claims() -> Value {
+    ring();
     json!({"sub": "user-1", "name": "Alice", "iss": "https://issuer.test", "aud": "realtime", "iat": now(), "exp": now() + 600})
 }
 
@@ -42,6 +54,7 @@ fn hs(claims: &Value) -> String {
 }
 
 fn key_file(name: &str) -> Vec<u8> {
+    ring();
     std::fs::read(format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 

@@ -18,6 +18,7 @@ fn token(sub: &str, exp_offset: i64) -> String {
         .unwrap()
         .as_secs() as i64;
     let claims = json!({"sub": sub, "name": "Alice Doe", "iat": now, "exp": now + exp_offset});
+    realtime_auth::jwt_crypto::install();
     encode(
         &Header::new(Algorithm::HS256),
         &claims,

@@ -1099,6 +1099,7 @@ fn now_secs() -> u64 {
 /// An HS256 token with these claims.
 fn sign(claims: &Value, key: &str) -> String {
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    realtime_auth::jwt_crypto::install();
     encode(
         &Header::new(Algorithm::HS256),
         claims,
