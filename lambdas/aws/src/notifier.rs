@@ -2,13 +2,12 @@
 
 use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_apigatewaymanagement::primitives::{Blob, DateTime as AwsDateTime};
+use aws_sdk_apigatewaymanagement::primitives::Blob;
 use aws_sdk_apigatewaymanagement::Client;
-use chrono::{DateTime, Utc};
-use realtime_core::ports::{ConnectionInfo, Notifier, NotifyError};
+use realtime_core::ports::{Notifier, NotifyError};
 use realtime_core::ConnectionId;
 
-/// Posts, describes and closes connections through the @connections API.
+/// Posts to connections through the @connections API.
 #[derive(Debug, Clone)]
 pub struct ApiGatewayNotifier {
     client: Client,
@@ -46,11 +45,6 @@ where
     }
 }
 
-fn to_chrono(time: Option<&AwsDateTime>) -> DateTime<Utc> {
-    time.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-        .unwrap_or_default()
-}
-
 #[async_trait]
 impl Notifier for ApiGatewayNotifier {
     async fn post(&self, id: &ConnectionId, data: &[u8]) -> Result<(), NotifyError> {
@@ -58,38 +52,6 @@ impl Notifier for ApiGatewayNotifier {
             .post_to_connection()
             .connection_id(id.as_str())
             .data(Blob::new(data))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(classify)
-    }
-
-    async fn get(&self, id: &ConnectionId) -> Result<ConnectionInfo, NotifyError> {
-        let out = self
-            .client
-            .get_connection()
-            .connection_id(id.as_str())
-            .send()
-            .await
-            .map_err(classify)?;
-        Ok(ConnectionInfo {
-            connected_at: to_chrono(out.connected_at()),
-            last_active_at: to_chrono(out.last_active_at()),
-            source_ip: out
-                .identity()
-                .and_then(|i| i.source_ip())
-                .map(str::to_owned),
-            user_agent: out
-                .identity()
-                .and_then(|i| i.user_agent())
-                .map(str::to_owned),
-        })
-    }
-
-    async fn delete(&self, id: &ConnectionId) -> Result<(), NotifyError> {
-        self.client
-            .delete_connection()
-            .connection_id(id.as_str())
             .send()
             .await
             .map(|_| ())

@@ -47,14 +47,6 @@ async fn gone_is_recognised_with_and_without_the_error_type_header() {
             .expect_err("gone");
         assert!(matches!(err, NotifyError::Gone), "{id}: {err:?}");
     }
-    assert!(matches!(
-        notifier.get(&ConnectionId::from("typed")).await,
-        Err(NotifyError::Gone)
-    ));
-    assert!(matches!(
-        notifier.delete(&ConnectionId::from("typed")).await,
-        Err(NotifyError::Gone)
-    ));
 }
 
 #[tokio::test]
@@ -95,22 +87,6 @@ async fn a_hanging_call_times_out() {
         "{:?}",
         started.elapsed()
     );
-}
-
-#[tokio::test]
-async fn get_and_delete_describe_and_close() {
-    let (api, url) = support::connections_api().await;
-    let notifier = notifier(&url, Duration::from_secs(2)).await;
-    let id = ConnectionId::from("abc=");
-    let info = notifier.get(&id).await.expect("described");
-    assert_eq!(info.connected_at.to_rfc3339(), "2026-11-28T12:00:00+00:00");
-    assert_eq!(
-        info.last_active_at.to_rfc3339(),
-        "2026-11-28T12:05:00+00:00"
-    );
-    assert_eq!(info.source_ip.as_deref(), Some("127.0.0.1"));
-    notifier.delete(&id).await.expect("deleted");
-    assert_eq!(*api.deleted.lock().unwrap(), vec!["abc=".to_owned()]);
 }
 
 #[tokio::test]

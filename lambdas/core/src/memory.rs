@@ -7,12 +7,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::model::{AuditEntry, AuditEvent, ChatMessage, Connection, ConnectionId, Room};
-use crate::ports::{
-    AuditLog, Clock, ConnectionInfo, ConnectionStore, IdSource, Notifier, NotifyError, StoreError,
-};
+use crate::ports::{AuditLog, Clock, ConnectionStore, IdSource, Notifier, NotifyError, StoreError};
 
 fn poisoned(operation: &'static str) -> StoreError {
     StoreError::new(operation, "in-memory store lock poisoned")
@@ -262,24 +260,6 @@ impl Notifier for MemoryNotifier {
             .lock()
             .map_err(|_| NotifyError::Failed("lock poisoned".into()))?
             .push((id.clone(), data.to_vec()));
-        Ok(())
-    }
-
-    async fn get(&self, id: &ConnectionId) -> Result<ConnectionInfo, NotifyError> {
-        if self.gone.lock().map(|g| g.contains(id)).unwrap_or(false) {
-            return Err(NotifyError::Gone);
-        }
-        let epoch = Utc.timestamp_opt(0, 0).single().unwrap_or_default();
-        Ok(ConnectionInfo {
-            connected_at: epoch,
-            last_active_at: epoch,
-            source_ip: None,
-            user_agent: None,
-        })
-    }
-
-    async fn delete(&self, id: &ConnectionId) -> Result<(), NotifyError> {
-        self.mark_gone(id);
         Ok(())
     }
 }

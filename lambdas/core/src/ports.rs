@@ -94,28 +94,12 @@ pub enum NotifyError {
     Failed(BoxError),
 }
 
-/// What the @connections API says about a live connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionInfo {
-    /// When it connected.
-    pub connected_at: DateTime<Utc>,
-    /// When it last sent or received a message.
-    pub last_active_at: DateTime<Utc>,
-    /// The client's source IP.
-    pub source_ip: Option<String>,
-    /// The client's user agent.
-    pub user_agent: Option<String>,
-}
-
 /// Sends data to connected clients (API Gateway's @connections API).
 #[async_trait]
 pub trait Notifier: Send + Sync {
-    /// Sends one frame to a connection.
+    /// Sends one frame to a connection. (The API's GET and DELETE are left out: no use case
+    /// needs them, and the stack grants POST only.)
     async fn post(&self, id: &ConnectionId, data: &[u8]) -> Result<(), NotifyError>;
-    /// Describes a connection.
-    async fn get(&self, id: &ConnectionId) -> Result<ConnectionInfo, NotifyError>;
-    /// Closes a connection.
-    async fn delete(&self, id: &ConnectionId) -> Result<(), NotifyError>;
 }
 
 /// The current time (a port so that tests can fix it).

@@ -119,7 +119,6 @@ pub struct Connections {
     pub requests: AtomicUsize,
     pub in_flight: AtomicUsize,
     pub max_in_flight: AtomicUsize,
-    pub deleted: Mutex<Vec<String>>,
 }
 
 impl Connections {
@@ -206,40 +205,11 @@ async fn post_to(
     (StatusCode::OK, HeaderMap::new(), "")
 }
 
-async fn get_one(
-    State(state): State<Arc<Connections>>,
-    Path((_stage, id)): Path<(String, String)>,
-) -> (StatusCode, HeaderMap, String) {
-    if let Some((status, headers, body)) = respond(&state, &id).await {
-        return (status, headers, body.to_owned());
-    }
-    let body = serde_json::json!({
-        "connectedAt": "2026-11-28T12:00:00.000Z",
-        "lastActiveAt": "2026-11-28T12:05:00.000Z",
-        "identity": {"sourceIp": "127.0.0.1", "userAgent": "test"}
-    });
-    (StatusCode::OK, HeaderMap::new(), body.to_string())
-}
-
-async fn delete_one(
-    State(state): State<Arc<Connections>>,
-    Path((_stage, id)): Path<(String, String)>,
-) -> (StatusCode, HeaderMap, &'static str) {
-    if let Some(answer) = respond(&state, &id).await {
-        return answer;
-    }
-    state.deleted.lock().unwrap().push(id);
-    (StatusCode::NO_CONTENT, HeaderMap::new(), "")
-}
-
 /// A loopback @connections API; returns its state and the callback URL (`.../test`).
 pub async fn connections_api() -> (Arc<Connections>, String) {
     let state = Arc::new(Connections::default());
     let app = Router::new()
-        .route(
-            "/{stage}/@connections/{id}",
-            post(post_to).get(get_one).delete(delete_one),
-        )
+        .route("/{stage}/@connections/{id}", post(post_to))
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
