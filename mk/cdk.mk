@@ -59,6 +59,9 @@ synth-bundled: $(NODE_STAMP) $(VENV_STAMP) ## synthesize STAGE with the handlers
 	  machine=$$(od -An -tx1 -j18 -N1 "$$bootstrap" | tr -d ' '); \
 	  if [ "$$machine" != "$$want" ]; then echo "synth-bundled: $$bootstrap: ELF machine $$machine, expected $$want"; exit 1; fi; \
 	done; \
+	commit=$$(git rev-parse --short=12 HEAD); \
+	[ -z "$$(git status --porcelain --untracked-files=no)" ] || commit="$$commit-dirty"; \
+	echo "$$commit" > $(CDK_BUNDLED_OUT)/commit; \
 	echo "synth-bundled: stage $(STAGE): $$built handlers built ($$([ "$$want" = b7 ] && echo arm64 || echo x86_64)) and synthesized in $$(( $$(date +%s) - start )) s"
 
 cdk-diff: $(NODE_STAMP) $(VENV_STAMP) ## compare STAGE with what is deployed (needs AWS credentials)

@@ -30,6 +30,8 @@ pub struct Footprint {
     pub handlers: Vec<Handler>,
     /// What was built (the host target; Lambda's arm64 build is a different binary).
     pub target: String,
+    /// The release profile they were built with, as the root Cargo.toml sets it.
+    pub profile: String,
     /// The Lambda builds (cargo lambda, the stack's architecture) of the last bundled synth
     /// (`make synth-bundled`, part of `make test`), when one is on disk.
     pub lambda_builds: Option<LambdaBuilds>,
@@ -44,13 +46,18 @@ pub struct LambdaBuilds {
     pub architecture: String,
     /// When the newest was built (UTC).
     pub built_at: String,
+    /// The commit they were built from (`make synth-bundled` writes it beside them), if known.
+    pub commit: Option<String>,
+    /// Whether that is this run's commit with a clean tree: only then do they stand for the
+    /// code being measured.
+    pub current: bool,
     /// Per handler.
     pub handlers: Vec<Handler>,
 }
 
 /// Reads the bootstraps of the bundled synth in `dir` (its template names each function's
 /// binary and asset folder).
-pub fn lambda_builds(dir: &Path) -> Option<LambdaBuilds> {
+pub fn lambda_builds(dir: &Path, commit: &str) -> Option<LambdaBuilds> {
     let template = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -98,6 +105,11 @@ pub fn lambda_builds(dir: &Path) -> Option<LambdaBuilds> {
             .position(|n| *n == h.name)
             .unwrap_or(usize::MAX)
     });
+    let built_from = std::fs::read_to_string(dir.join("commit"))
+        .ok()
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty());
+    let current = built_from.as_deref() == Some(commit) && !commit.ends_with("-dirty");
     (!handlers.is_empty()).then(|| LambdaBuilds {
         dir: dir.display().to_string(),
         architecture,
@@ -107,14 +119,19 @@ pub fn lambda_builds(dir: &Path) -> Option<LambdaBuilds> {
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             })
             .unwrap_or_default(),
+        commit: built_from,
+        current,
         handlers,
     })
 }
 
 fn zip_size(binary: &[u8]) -> Result<u64> {
     let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+    // As the CDK CLI packs a directory asset for upload (yazl: deflate at zlib's default
+    // level, 6); the zip crate's own default level compresses less.
     let options = SimpleFileOptions::default()
         .compression_method(CompressionMethod::Deflated)
+        .compression_level(Some(6))
         .unix_permissions(0o755);
     zip.start_file("bootstrap", options)?;
     zip.write_all(binary)?;
@@ -122,8 +139,14 @@ fn zip_size(binary: &[u8]) -> Result<u64> {
     Ok(bytes.len() as u64)
 }
 
-/// Measures the handlers in `bin_dir`, and the Lambda builds in `bundled_dir` if any.
-pub fn measure(bin_dir: &Path, bundled_dir: &Path) -> Result<Footprint> {
+/// Measures the handlers in `bin_dir`, and the Lambda builds in `bundled_dir` if any (`commit`
+/// is this run's, to tell whether they are current).
+pub fn measure(
+    bin_dir: &Path,
+    bundled_dir: &Path,
+    commit: &str,
+    cargo_toml: &Path,
+) -> Result<Footprint> {
     let mut handlers = Vec::new();
     for name in HANDLERS {
         let path = bin_dir.join(name);
@@ -142,6 +165,32 @@ pub fn measure(bin_dir: &Path, bundled_dir: &Path) -> Result<Footprint> {
     Ok(Footprint {
         handlers,
         target: format!("{}-linux (host release build)", std::env::consts::ARCH),
-        lambda_builds: lambda_builds(bundled_dir),
+        profile: release_profile(&std::fs::read_to_string(cargo_toml).unwrap_or_default()),
+        lambda_builds: lambda_builds(bundled_dir, commit),
     })
+}
+
+/// The settings of `[profile.release]` in a Cargo.toml, as `key = value` joined by `, `.
+fn release_profile(cargo_toml: &str) -> String {
+    cargo_toml
+        .lines()
+        .skip_while(|l| l.trim() != "[profile.release]")
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .filter(|l| l.contains('=') && !l.trim_start().starts_with('#'))
+        .map(|l| l.trim().replace('"', ""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_release_profile_only() {
+        let toml = "[workspace]\nmembers = []\n\n# size\n[profile.release]\nopt-level = \"z\"\n# why\nlto = \"fat\"\n\n[profile.release.package.x]\nopt-level = 3\n";
+        assert_eq!(release_profile(toml), "opt-level = z, lto = fat");
+        assert_eq!(release_profile("[workspace]\n"), "");
+    }
 }

@@ -315,7 +315,12 @@ async fn run(args: RunArgs) -> Result<bool> {
 
     let bundled = repo.join("test-output/cdk/bundled");
     let footprint = phase("footprint", async {
-        footprint::measure(&bin_dir, &bundled)
+        footprint::measure(
+            &bin_dir,
+            &bundled,
+            &machine.commit,
+            &repo.join("Cargo.toml"),
+        )
     })
     .await;
 
