@@ -60,7 +60,7 @@ synth-bundled: $(NODE_STAMP) $(VENV_STAMP) ## synthesize STAGE with the handlers
 	  if [ "$$machine" != "$$want" ]; then echo "synth-bundled: $$bootstrap: ELF machine $$machine, expected $$want"; exit 1; fi; \
 	done; \
 	commit=$$(git rev-parse --short=12 HEAD); \
-	[ -z "$$(git status --porcelain --untracked-files=no)" ] || commit="$$commit-dirty"; \
+	[ -z "$$(git status --porcelain --untracked-files=no -- . ':!bench/RESULTS.md' ':!bench/results.json')" ] || commit="$$commit-dirty"; \
 	echo "$$commit" > $(CDK_BUNDLED_OUT)/commit; \
 	echo "synth-bundled: stage $(STAGE): $$built handlers built ($$([ "$$want" = b7 ] && echo arm64 || echo x86_64)) and synthesized in $$(( $$(date +%s) - start )) s"
 

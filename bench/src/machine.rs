@@ -22,7 +22,7 @@ pub struct Machine {
     pub python: String,
     /// Start of the run (UTC, ISO-8601).
     pub date: String,
-    /// `git rev-parse HEAD`, with `-dirty` when the tree has changes.
+    /// `git rev-parse HEAD`, with `-dirty` when tracked files other than the results changed.
     pub commit: String,
 }
 
@@ -67,9 +67,18 @@ impl Machine {
                     .ok()
             })
             .unwrap_or(0.0);
+        // The results files are not code: a run that rewrote them is still of a clean tree.
         let dirty = !output(
             "git",
-            &["status", "--porcelain", "--untracked-files=no"],
+            &[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":!bench/RESULTS.md",
+                ":!bench/results.json",
+            ],
             repo,
         )
         .is_empty();
