@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
-use rand::Rng;
 
 use crate::model::ConnectionId;
 use crate::ports::{Notifier, NotifyError};
@@ -41,7 +40,7 @@ impl FanoutPolicy {
             .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
             .min(self.max_backoff);
         let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::rng().random_range(0..=millis))
+        Duration::from_millis(crate::random::up_to(millis))
     }
 }
 

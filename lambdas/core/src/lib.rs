@@ -8,6 +8,7 @@ pub mod memory;
 pub mod model;
 pub mod ports;
 pub mod protocol;
+pub mod random;
 
 pub use app::{AppError, Messaging, Outcome, Ports, Settings};
 pub use model::{AuditEntry, AuditEvent, Caller, ChatMessage, Connection, ConnectionId, Room};

@@ -131,6 +131,6 @@ pub struct RandomIds;
 impl IdSource for RandomIds {
     fn next_id(&self, now: DateTime<Utc>) -> String {
         let millis = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-        format!("{millis:012x}{:016x}", rand::random::<u64>())
+        format!("{millis:012x}{:016x}", crate::random::next_u64())
     }
 }
