@@ -14,18 +14,17 @@ use realtime_core::{Messaging, Ports};
 
 pub use config::{ConfigError, NotifierConfig, StoreConfig};
 
-/// Sets up `tracing` the Lambda way: JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`, levels from
+/// Sets up `tracing` the Lambda way: JSON lines (the stack sets Lambda's JSON log format, and
+/// the local gateway follows the template; one formatter keeps the binary small), levels from
 /// `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG` (`info` by default). The filter takes `level` and
 /// `target=level` directives: unlike an env filter it needs no regex engine in the binary.
 pub fn init_logging() {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::{fmt, prelude::*};
-    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     // A second call (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
         .with(log_filter())
-        .with(json.then(|| fmt::layer().json().with_target(false).without_time()))
-        .with((!json).then(|| fmt::layer().with_target(false).without_time()))
+        .with(fmt::layer().json().with_target(false).without_time())
         .try_init();
 
     /// The levels from the environment; `info` when unset or unreadable.

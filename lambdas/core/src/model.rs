@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{ClientError, ErrorCode, LOBBY};
@@ -123,7 +123,17 @@ fn is_false(b: &bool) -> bool {
 
 /// Formats a time as the protocol does: ISO-8601 in UTC with milliseconds.
 pub fn iso8601(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+    // By hand: chrono's RFC 3339 writer is more code than this one format needs.
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        time.year(),
+        time.month(),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second(),
+        time.timestamp_subsec_millis().min(999)
+    )
 }
 
 /// A connection as stored at `$connect`.
@@ -208,4 +218,30 @@ pub struct AuditEntry {
     pub event: AuditEvent,
     /// When the entry may be deleted (the stage's audit retention).
     pub expires_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod iso8601_tests {
+    use super::*;
+    use chrono::{SecondsFormat, TimeZone};
+
+    #[test]
+    fn matches_rfc3339_with_milliseconds() {
+        let times = [
+            Utc.timestamp_millis_opt(0).single(),
+            Utc.timestamp_millis_opt(1_764_331_200_007).single(),
+            Utc.timestamp_millis_opt(253_402_300_799_999).single(),
+            Utc.with_ymd_and_hms(2026, 2, 3, 4, 5, 6).single(),
+        ];
+        for time in times.into_iter().map(|t| t.expect("valid time")) {
+            assert_eq!(
+                iso8601(time),
+                time.to_rfc3339_opts(SecondsFormat::Millis, true)
+            );
+        }
+        assert_eq!(
+            iso8601(Utc.timestamp_millis_opt(1_764_331_200_007).unwrap()),
+            "2025-11-28T12:00:00.007Z"
+        );
+    }
 }
