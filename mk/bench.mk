@@ -4,8 +4,8 @@
 # bench/results.json and bench/RESULTS.md.
 #
 #   make bench                      the full run: about 3.5 minutes of benchmarks, after the release
-#                                   builds of six binaries (fat LTO: 18.7 min from a fresh clone on a
-#                                   busy 2-core machine, 6.6 min when only workspace crates changed)
+#                                   builds of six binaries (about 6 min from a fresh clone on 2 cores,
+#                                   1 to 4 min when only workspace crates changed)
 #   make bench BENCH_FLAGS=--quick  small sizes, to try the harness out (marked QUICK in the results)
 #   bench run --only fan-out ...    one phase; see `target/release/bench run --help`
 
