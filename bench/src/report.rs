@@ -640,7 +640,7 @@ fn footprint_goal(f: &crate::footprint::Footprint) -> (String, Option<bool>, Str
     };
     (
         format!(
-            "largest zip {:.2} MB ({}, {which})",
+            "largest zip {:.3} MB ({}, {which})",
             h.zip_bytes as f64 / 1e6,
             h.name
         ),
@@ -657,7 +657,7 @@ fn footprint_goal(f: &crate::footprint::Footprint) -> (String, Option<bool>, Str
 }
 
 fn footprint_section(out: &mut String, f: &crate::footprint::Footprint) {
-    let mb = |bytes: u64| format!("{:.2} MB", bytes as f64 / 1e6);
+    let mb = |bytes: u64| format!("{:.3} MB", bytes as f64 / 1e6);
     let _ = writeln!(
         out,
         "Each zip holds the binary as `bootstrap`, deflated at zlib's level 6 as the CDK CLI packs \
