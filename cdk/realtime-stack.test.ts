@@ -85,6 +85,26 @@ function handlerOf(s: Synthesized, binary: Binary): HandlerFunction {
   return binary === 'authorizer' ? authorizerOf(s).handler : s.stack[binary];
 }
 
+/** The synthesized ARN of something in API `apiId` of this stack's account and region. */
+function executeApiArn(apiId: string, ...tail: unknown[]): Json {
+  return {
+    'Fn::Join': [
+      '',
+      [
+        'arn:',
+        { Ref: 'AWS::Partition' },
+        ':execute-api:',
+        { Ref: 'AWS::Region' },
+        ':',
+        { Ref: 'AWS::AccountId' },
+        ':',
+        { Ref: apiId },
+        ...tail,
+      ],
+    ],
+  };
+}
+
 /** Every IAM statement that reaches a role: its inline policies and every AWS::IAM::Policy naming it. */
 function statementsOf(s: Synthesized, roleId: string): Json[] {
   const role = s.template.toJSON().Resources[roleId] as Json;
@@ -330,23 +350,7 @@ describe.each(STAGES)('stage %s', (name) => {
           Action: 'lambda:InvokeFunction',
           FunctionName: arnOf(functionId),
           Principal: 'apigateway.amazonaws.com',
-          SourceArn: {
-            'Fn::Join': [
-              '',
-              [
-                'arn:',
-                { Ref: 'AWS::Partition' },
-                ':execute-api:',
-                { Ref: 'AWS::Region' },
-                ':',
-                { Ref: 'AWS::AccountId' },
-                ':',
-                { Ref: apiId },
-                '/authorizers/',
-                { Ref: authorizerId },
-              ],
-            ],
-          },
+          SourceArn: executeApiArn(apiId, '/authorizers/', { Ref: authorizerId }),
         },
       ]);
     });
@@ -472,22 +476,7 @@ describe.each(STAGES)('stage %s', (name) => {
         Action: actions.length === 1 ? actions[0] : [...actions].sort(),
         Resource: resource,
       });
-      const postToConnections = {
-        'Fn::Join': [
-          '',
-          [
-            'arn:',
-            { Ref: 'AWS::Partition' },
-            ':execute-api:',
-            { Ref: 'AWS::Region' },
-            ':',
-            { Ref: 'AWS::AccountId' },
-            ':',
-            { Ref: apiId },
-            `/${name}/POST/@connections/*`,
-          ],
-        ],
-      };
+      const postToConnections = executeApiArn(apiId, `/${name}/POST/@connections/*`);
       const byBinary: Record<Binary, Json[]> = {
         connect: [
           statement('ConnectionsTable', ['dynamodb:PutItem'], arnOf(connectionsId)),
