@@ -46,26 +46,10 @@ pub fn hwm_kib(pid: u32) -> Option<u64> {
 
 /// Direct children of `parent` whose command name is `comm`.
 pub fn children_named(parent: u32, comm: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // "PID (COMM) STATE PPID ...": the name may hold spaces, so split at the last ')'.
-            let Some((head, tail)) = stat.rsplit_once(')') else {
-                return false;
-            };
-            let name = head.split_once('(').map(|(_, n)| n).unwrap_or_default();
-            let ppid = tail
-                .split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u32>().ok());
-            name == comm && ppid == Some(parent)
-        })
+    dynamodb_local::procfs::children_of(parent)
+        .into_iter()
+        .filter(|(_, name)| name == comm)
+        .map(|(pid, _)| pid)
         .collect()
 }
 

@@ -4,6 +4,8 @@
 //! telemetry off (it would otherwise try to reach the internet). DynamoDB Local has no host
 //! option and listens on every interface: callers only ever talk to it over loopback.
 
+pub mod procfs;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -1,5 +1,6 @@
 //! Starts the real DynamoDB Local and checks it answers on loopback, then that it stops.
 
+use dynamodb_local::procfs::{children_of, is_running};
 use dynamodb_local::{DynamoDbLocal, Error, Options};
 
 #[tokio::test]
@@ -51,39 +52,6 @@ async fn java_runs_in_its_own_process_group() {
         "Ctrl-C to our group must not reach Java: {stat}"
     );
     db.stop().await;
-}
-
-/// The processes whose parent is `pid`, with their command names.
-fn children_of(pid: u32) -> Vec<(u32, String)> {
-    let mut children = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{child}/status")) else {
-            continue;
-        };
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_owned())
-        };
-        if field("PPid:").and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
-            children.push((child, field("Name:").unwrap_or_default()));
-        }
-    }
-    children
-}
-
-/// Whether a process still runs (a zombie waiting to be reaped counts as gone).
-fn is_running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
-        Ok(status) => !status
-            .lines()
-            .any(|l| l.starts_with("State:") && l.contains('Z')),
-        Err(_) => false,
-    }
 }
 
 #[test]

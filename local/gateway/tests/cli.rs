@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use dynamodb_local::procfs::{children_of, is_running};
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -226,37 +227,6 @@ fn start_gateway_with(keep_authorizer: bool) -> (Child, String, String) {
     (child, url, printed)
 }
 
-/// The processes whose parent is `pid`.
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut children = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{child}/status")) else {
-            continue;
-        };
-        let parent = status
-            .lines()
-            .find_map(|l| l.strip_prefix("PPid:"))
-            .and_then(|p| p.trim().parse::<u32>().ok());
-        if parent == Some(pid) {
-            children.push(child);
-        }
-    }
-    children
-}
-
-/// Whether a process still runs (a zombie waiting for its new parent counts as gone).
-fn is_running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
-        Ok(status) => !status
-            .lines()
-            .any(|l| l.starts_with("State:") && l.contains('Z')),
-        Err(_) => false,
-    }
-}
-
 fn stops_everything_on(signal: libc::c_int) {
     let (mut child, url) = start_gateway();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -277,7 +247,10 @@ fn stops_everything_on(signal: libc::c_int) {
         assert!(matches!(pong, Some(Ok(Message::Text(t))) if t.contains("pong")));
         ws
     });
-    let children = children_of(child.id());
+    let children: Vec<u32> = children_of(child.id())
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect();
     assert!(
         children.len() >= 3,
         "java, connect and message should run: {children:?}"
