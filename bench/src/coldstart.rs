@@ -18,8 +18,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use local_gateway::events::{self, ApiContext, ConnectionFacts};
 use serde::Serialize;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Mutex};
 
@@ -174,56 +174,42 @@ async fn init_error(State(api): State<Arc<Api>>, body: Bytes) -> Response {
     (StatusCode::ACCEPTED, r#"{"status":"OK"}"#).into_response()
 }
 
-/// A base64-like connection id, as API Gateway makes them (`L0SM9cOFvHcCIhw=`).
-pub fn connection_id() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let mut id: String = (0..15)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect();
-    id.push('=');
-    id
-}
-
-/// A `$connect` event in the captured shape (aws_lambda_events' example fixture).
+/// A `$connect` event as the local gateway builds it (the captured shape), for a client on
+/// loopback.
 pub fn connect_event(connection_id: &str, request_id: &str) -> Vec<u8> {
-    let now = chrono::Utc::now();
-    let headers = json!({
-        "Host": "abcdef1234.execute-api.us-east-1.amazonaws.com",
-        "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version": "13",
-        "X-Amzn-Trace-Id": "Root=1-65c66e30-0a1b2c3d4e5f60718293a4b5",
-        "X-Forwarded-For": "127.0.0.1",
-        "X-Forwarded-Port": "443",
-        "X-Forwarded-Proto": "https"
-    });
-    let multi: serde_json::Map<String, serde_json::Value> = headers
-        .as_object()
-        .map(|h| h.iter().map(|(k, v)| (k.clone(), json!([v]))).collect())
-        .unwrap_or_default();
-    let event = json!({
-        "headers": headers,
-        "multiValueHeaders": multi,
-        "requestContext": {
-            "routeKey": "$connect",
-            "eventType": "CONNECT",
-            "extendedRequestId": request_id,
-            "requestTime": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
-            "messageDirection": "IN",
-            "stage": "dev",
-            "connectedAt": now.timestamp_millis(),
-            "requestTimeEpoch": now.timestamp_millis(),
-            "identity": {"sourceIp": "127.0.0.1", "userAgent": "bench"},
-            "requestId": request_id,
-            "domainName": "abcdef1234.execute-api.us-east-1.amazonaws.com",
-            "connectionId": connection_id,
-            "apiId": "abcdef1234"
-        },
-        "isBase64Encoded": false
-    });
-    serde_json::to_vec(&event).unwrap_or_default()
+    const API_ID: &str = "abcdef1234";
+    let api = ApiContext {
+        api_id: API_ID.to_owned(),
+        stage: "dev".to_owned(),
+        domain_name: format!("{API_ID}.execute-api.us-east-1.amazonaws.com"),
+        stage_variables: BTreeMap::new(),
+    };
+    let connection = ConnectionFacts {
+        id: connection_id,
+        connected_at_ms: events::now_ms(),
+        source_ip: Ipv4Addr::LOCALHOST.into(),
+        user_agent: Some("bench"),
+        authorizer: None,
+    };
+    let trace = events::trace_id();
+    let headers: Vec<(String, String)> = [
+        ("Host", api.domain_name.as_str()),
+        (
+            "Sec-WebSocket-Extensions",
+            "permessage-deflate; client_max_window_bits",
+        ),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+        ("User-Agent", "bench"),
+        ("X-Amzn-Trace-Id", trace.as_str()),
+        ("X-Forwarded-For", "127.0.0.1"),
+        ("X-Forwarded-Port", "443"),
+        ("X-Forwarded-Proto", "https"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect();
+    events::connect(&api, &connection, request_id, &headers, &[])
 }
 
 /// The environment both handlers get: the same tables, DynamoDB Local, the Lambda variables.
@@ -374,8 +360,8 @@ async fn run_once(setup: &Setup, runtime: Runtime, db: &aws_sdk_dynamodb::Client
         let _ = axum::serve(listener, app).await;
     });
 
-    let first_id = connection_id();
-    let second_id = connection_id();
+    let first_id = events::new_id();
+    let second_id = events::new_id();
     jobs_tx
         .send(("req-1".to_owned(), connect_event(&first_id, "bench-1")))
         .map_err(|_| anyhow!("runtime API gone"))?;
