@@ -13,12 +13,11 @@ async fn starts_answers_and_stops() {
     assert!(tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .is_ok());
+    let pid = db.pid().expect("a pid while running");
     db.stop().await;
-    // Give the kernel a moment to release the socket, then nothing answers any more.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err());
+    // Stopped means the Java process is gone (killed and reaped). The port itself proves
+    // nothing afterwards: tests running beside this one may be handed the same free port.
+    assert!(!is_running(pid), "Java {pid} still runs after stop");
 }
 
 #[tokio::test]
@@ -103,11 +102,7 @@ fn a_parent_killed_with_sigkill_leaves_no_java_behind() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Closing the pipe ends `cat`, the orphaned command.
+    // Closing the pipe ends `cat`, the orphaned command. The port is not checked again:
+    // tests running beside this one may be handed it as soon as Java lets it go.
     drop(parent.stdin.take());
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "something still listens on DynamoDB Local's port {port}"
-    );
 }
