@@ -110,6 +110,7 @@ async fn fanout_through_the_sdk_is_concurrent_up_to_the_bound() {
         64,
         "the bound is reached and held"
     );
-    // Ideal 256 / 64 x 20 ms = 80 ms; sequential 5.1 s. Loose: well under a quarter of sequential.
-    assert!(elapsed < Duration::from_millis(1_300), "{elapsed:?}");
+    // Ideal 256 / 64 x 20 ms = 80 ms: only the floor is asserted, as the bound held means no
+    // more than 64 ran at once. Speed is `make bench`'s to measure, not a test's.
+    assert!(elapsed >= Duration::from_millis(75), "{elapsed:?}");
 }

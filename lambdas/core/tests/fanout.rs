@@ -30,10 +30,9 @@ async fn concurrency_is_bounded_and_used() {
         8,
         "never more than the bound, and the bound reached"
     );
-    // Ideal: 64 / 8 x 20 ms = 160 ms; sequential would be 1280 ms. Loose bounds: a slow
-    // machine may be slower than ideal, but never anywhere near sequential.
+    // Ideal: 64 / 8 x 20 ms = 160 ms. Only the floor is asserted: no more than the bound ran
+    // at once. How close to ideal it comes is `make bench`'s to measure, not a test's.
     assert!(elapsed >= Duration::from_millis(150), "{elapsed:?}");
-    assert!(elapsed < Duration::from_millis(900), "{elapsed:?}");
 }
 
 #[tokio::test]
