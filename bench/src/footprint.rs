@@ -40,7 +40,7 @@ pub struct Footprint {
 /// The bootstraps a bundled synth made.
 #[derive(Debug, Clone, Serialize)]
 pub struct LambdaBuilds {
-    /// Where they were found.
+    /// Where they were found, from the repository root.
     pub dir: String,
     /// Their architecture.
     pub architecture: String,
@@ -55,10 +55,14 @@ pub struct LambdaBuilds {
     pub handlers: Vec<Handler>,
 }
 
-/// Reads the bootstraps of the bundled synth in `dir` (its template names each function's
+/// Where `make synth-bundled` leaves its cloud assembly, from the repository root.
+pub const BUNDLED_DIR: &str = "test-output/cdk/bundled";
+
+/// Reads the bootstraps of the bundled synth under `repo` (its template names each function's
 /// binary and asset folder).
-pub fn lambda_builds(dir: &Path, commit: &str) -> Option<LambdaBuilds> {
-    let template = std::fs::read_dir(dir)
+pub fn lambda_builds(repo: &Path, commit: &str) -> Option<LambdaBuilds> {
+    let dir = repo.join(BUNDLED_DIR);
+    let template = std::fs::read_dir(&dir)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.to_string_lossy().ends_with(".template.json"))?;
@@ -111,7 +115,7 @@ pub fn lambda_builds(dir: &Path, commit: &str) -> Option<LambdaBuilds> {
         .filter(|c| !c.is_empty());
     let current = built_from.as_deref() == Some(commit) && !commit.ends_with("-dirty");
     (!handlers.is_empty()).then(|| LambdaBuilds {
-        dir: dir.display().to_string(),
+        dir: BUNDLED_DIR.to_owned(),
         architecture,
         built_at: newest
             .map(|t| {
@@ -139,14 +143,9 @@ fn zip_size(binary: &[u8]) -> Result<u64> {
     Ok(bytes.len() as u64)
 }
 
-/// Measures the handlers in `bin_dir`, and the Lambda builds in `bundled_dir` if any (`commit`
-/// is this run's, to tell whether they are current).
-pub fn measure(
-    bin_dir: &Path,
-    bundled_dir: &Path,
-    commit: &str,
-    cargo_toml: &Path,
-) -> Result<Footprint> {
+/// Measures the handlers in `bin_dir`, and the Lambda builds of `repo`'s bundled synth if any
+/// (`commit` is this run's, to tell whether they are current).
+pub fn measure(bin_dir: &Path, repo: &Path, commit: &str) -> Result<Footprint> {
     let mut handlers = Vec::new();
     for name in HANDLERS {
         let path = bin_dir.join(name);
@@ -165,8 +164,10 @@ pub fn measure(
     Ok(Footprint {
         handlers,
         target: format!("{}-linux (host release build)", std::env::consts::ARCH),
-        profile: release_profile(&std::fs::read_to_string(cargo_toml).unwrap_or_default()),
-        lambda_builds: lambda_builds(bundled_dir, commit),
+        profile: release_profile(
+            &std::fs::read_to_string(repo.join("Cargo.toml")).unwrap_or_default(),
+        ),
+        lambda_builds: lambda_builds(repo, commit),
     })
 }
 

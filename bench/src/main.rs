@@ -313,14 +313,8 @@ async fn run(args: RunArgs) -> Result<bool> {
     );
     let facts = gateway::read_template(&template)?;
 
-    let bundled = repo.join("test-output/cdk/bundled");
     let footprint = phase("footprint", async {
-        footprint::measure(
-            &bin_dir,
-            &bundled,
-            &machine.commit,
-            &repo.join("Cargo.toml"),
-        )
+        footprint::measure(&bin_dir, &repo, &machine.commit)
     })
     .await;
 

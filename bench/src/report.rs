@@ -697,8 +697,8 @@ fn footprint_section(out: &mut String, f: &crate::footprint::Footprint) {
             };
             let _ = writeln!(
                 out,
-                "\nLambda builds from the bundled synth in `test-output/cdk/bundled`, built {} {from}.\n",
-                l.built_at
+                "\nLambda builds from the bundled synth in `{}`, built {} {from}.\n",
+                l.dir, l.built_at
             );
         }
         None => {
