@@ -18,6 +18,10 @@ use tokio::process::{Child, Command};
 /// How long DynamoDB Local may take to answer its first request (it needs about 1.2 s).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many free ports to try: one is free only until another process takes it, and Java
+/// binds about a second after we let it go (tests start many servers side by side).
+const PORT_ATTEMPTS: usize = 5;
+
 /// What can go wrong while starting DynamoDB Local.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,6 +34,9 @@ pub enum Error {
     /// No free loopback port could be found.
     #[error("no free loopback port for DynamoDB Local: {0}")]
     NoPort(std::io::Error),
+    /// Something else already listens on the port.
+    #[error("DynamoDB Local could not listen on port {0}: it is already in use")]
+    PortInUse(u16),
     /// The Java process could not be spawned.
     #[error("could not start DynamoDB Local: {0}")]
     Spawn(std::io::Error),
@@ -64,17 +71,30 @@ pub struct DynamoDbLocal {
 impl DynamoDbLocal {
     /// Starts DynamoDB Local and waits until it answers HTTP requests.
     pub async fn start(options: Options) -> Result<Self, Error> {
-        let jar_dir = match options.jar_dir {
-            Some(dir) => dir,
+        let jar_dir = match &options.jar_dir {
+            Some(dir) => dir.clone(),
             None => find_jar_dir()?,
         };
         if !jar_dir.join("DynamoDBLocal.jar").is_file() {
             return Err(Error::JarMissing(jar_dir));
         }
-        let port = match options.port {
-            Some(port) => port,
-            None => free_port().map_err(Error::NoPort)?,
+        let Some(port) = options.port else {
+            let mut attempts = 1;
+            loop {
+                let port = free_port().map_err(Error::NoPort)?;
+                match Self::start_on(&jar_dir, port, options.data_dir.as_deref()).await {
+                    Err(Error::PortInUse(port)) if attempts < PORT_ATTEMPTS => {
+                        tracing::debug!(port, "the free port was taken meanwhile; trying another");
+                        attempts += 1;
+                    }
+                    started => return started,
+                }
+            }
         };
+        Self::start_on(&jar_dir, port, options.data_dir.as_deref()).await
+    }
+
+    async fn start_on(jar_dir: &Path, port: u16, data_dir: Option<&Path>) -> Result<Self, Error> {
         let mut command = Command::new("java");
         command
             .env("DDB_LOCAL_TELEMETRY", "0")
@@ -95,7 +115,7 @@ impl DynamoDbLocal {
             // which stops Java after what still needs the database (a gateway's `$disconnect`s).
             .process_group(0);
         die_with_parent(&mut command);
-        match &options.data_dir {
+        match data_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(Error::Spawn)?;
                 command.arg("-dbPath").arg(dir);
@@ -141,6 +161,10 @@ impl DynamoDbLocal {
                 let mut stderr = String::new();
                 if let Some(mut pipe) = self.child.stderr.take() {
                     let _ = pipe.read_to_string(&mut stderr).await;
+                }
+                // Jetty's words for a port someone else holds.
+                if stderr.contains("BindException: Address already in use") {
+                    return Err(Error::PortInUse(self.port));
                 }
                 return Err(Error::NotReady {
                     port: self.port,

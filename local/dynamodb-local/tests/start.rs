@@ -34,6 +34,21 @@ async fn a_folder_without_the_jar_is_a_clear_error() {
 }
 
 #[tokio::test]
+async fn a_port_in_use_is_named_as_such() {
+    // DynamoDB Local binds every interface, so a loopback listener on the port blocks it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let port = taken.local_addr().expect("addr").port();
+    let err = DynamoDbLocal::start(Options {
+        port: Some(port),
+        ..Options::default()
+    })
+    .await
+    .expect_err("the port is held");
+    assert!(matches!(err, Error::PortInUse(p) if p == port), "{err:?}");
+    assert!(err.to_string().contains("already in use"), "{err}");
+}
+
+#[tokio::test]
 async fn java_runs_in_its_own_process_group() {
     let db = DynamoDbLocal::start(Options::default())
         .await
