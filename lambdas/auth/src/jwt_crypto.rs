@@ -382,6 +382,25 @@ mod tests {
             .is_ok()
     }
 
+    /// The signature verifies for its own message, and neither with one bit flipped nor for
+    /// another message.
+    fn assert_verifies_only_its_message(
+        algorithm: Algorithm,
+        key: &DecodingKey,
+        msg: &[u8],
+        signature: &[u8],
+    ) {
+        assert!(verifies(algorithm, key, msg, signature), "{algorithm:?}");
+        assert!(
+            !verifies(algorithm, key, msg, &flipped(signature.to_vec())),
+            "{algorithm:?}: a flipped bit"
+        );
+        assert!(
+            !verifies(algorithm, key, b"another message", signature),
+            "{algorithm:?}: another message"
+        );
+    }
+
     fn rsa_public_jwk_key(private_der: &[u8]) -> DecodingKey {
         let (n, e) = (PROVIDER.key_utils.rsa_pub_components_from_private_key)(private_der).unwrap();
         DecodingKey::from_rsa_raw_components(&n, &e)
@@ -399,19 +418,7 @@ mod tests {
         );
         assert_eq!(signature, expected);
         let key = DecodingKey::from_secret(&secret).unwrap();
-        assert!(verifies(Algorithm::HS256, &key, input, &expected));
-        assert!(!verifies(
-            Algorithm::HS256,
-            &key,
-            input,
-            &flipped(expected.clone())
-        ));
-        assert!(!verifies(
-            Algorithm::HS256,
-            &key,
-            b"another message",
-            &expected
-        ));
+        assert_verifies_only_its_message(Algorithm::HS256, &key, input, &expected);
         assert!(
             !verifies(Algorithm::HS256, &key, input, &expected[..31]),
             "truncated"
@@ -431,19 +438,7 @@ mod tests {
             rsa_public_jwk_key(RSA_DER),
             DecodingKey::from_rsa_der(RSA_PUBLIC_DER),
         ] {
-            assert!(verifies(Algorithm::RS256, &key, input, &expected));
-            assert!(!verifies(
-                Algorithm::RS256,
-                &key,
-                input,
-                &flipped(expected.clone())
-            ));
-            assert!(!verifies(
-                Algorithm::RS256,
-                &key,
-                b"another message",
-                &expected
-            ));
+            assert_verifies_only_its_message(Algorithm::RS256, &key, input, &expected);
         }
         let other = rsa_public_jwk_key(RSA_OTHER_DER);
         assert!(
@@ -457,23 +452,11 @@ mod tests {
         let key = DecodingKey::from_ec_der(&hex(EC_PUBLIC_POINT_HEX));
         let input = ES256_INPUT.as_bytes();
         let openssl = hex(ES256_OPENSSL_SIGNATURE_HEX);
-        assert!(verifies(Algorithm::ES256, &key, input, &openssl));
-        assert!(!verifies(
-            Algorithm::ES256,
-            &key,
-            input,
-            &flipped(openssl.clone())
-        ));
+        assert_verifies_only_its_message(Algorithm::ES256, &key, input, &openssl);
         // ECDSA signatures are randomized: check ring's own against the same public key.
         let signature = sign(Algorithm::ES256, &EncodingKey::from_ec_der(EC_DER), input);
         assert_eq!(signature.len(), 64, "fixed-width r || s");
-        assert!(verifies(Algorithm::ES256, &key, input, &signature));
-        assert!(!verifies(
-            Algorithm::ES256,
-            &key,
-            input,
-            &flipped(signature)
-        ));
+        assert_verifies_only_its_message(Algorithm::ES256, &key, input, &signature);
     }
 
     #[test]
