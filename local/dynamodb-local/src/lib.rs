@@ -71,27 +71,30 @@ pub struct DynamoDbLocal {
 impl DynamoDbLocal {
     /// Starts DynamoDB Local and waits until it answers HTTP requests.
     pub async fn start(options: Options) -> Result<Self, Error> {
-        let jar_dir = match &options.jar_dir {
-            Some(dir) => dir.clone(),
+        let jar_dir = match options.jar_dir {
+            Some(dir) => dir,
             None => find_jar_dir()?,
         };
         if !jar_dir.join("DynamoDBLocal.jar").is_file() {
             return Err(Error::JarMissing(jar_dir));
         }
-        let Some(port) = options.port else {
-            let mut attempts = 1;
-            loop {
-                let port = free_port().map_err(Error::NoPort)?;
-                match Self::start_on(&jar_dir, port, options.data_dir.as_deref()).await {
-                    Err(Error::PortInUse(port)) if attempts < PORT_ATTEMPTS => {
-                        tracing::debug!(port, "the free port was taken meanwhile; trying another");
-                        attempts += 1;
-                    }
-                    started => return started,
+        let mut attempts = 1;
+        loop {
+            let port = match options.port {
+                Some(port) => port,
+                None => free_port().map_err(Error::NoPort)?,
+            };
+            match Self::start_on(&jar_dir, port, options.data_dir.as_deref()).await {
+                // Only a port we chose may be swapped for another.
+                Err(Error::PortInUse(port))
+                    if options.port.is_none() && attempts < PORT_ATTEMPTS =>
+                {
+                    tracing::debug!(port, "the free port was taken meanwhile; trying another");
+                    attempts += 1;
                 }
+                started => return started,
             }
-        };
-        Self::start_on(&jar_dir, port, options.data_dir.as_deref()).await
+        }
     }
 
     async fn start_on(jar_dir: &Path, port: u16, data_dir: Option<&Path>) -> Result<Self, Error> {
