@@ -455,7 +455,15 @@ describe.each(STAGES)('stage %s', (name) => {
       const byBinary: Record<Binary, Json> = {
         connect: common,
         disconnect: common,
-        message: { ...common, CALLBACK_URL: callbackUrl, FANOUT_CONCURRENCY: String(settings.fanoutConcurrency) },
+        message: {
+          ...common,
+          CALLBACK_URL: callbackUrl,
+          FANOUT_CONCURRENCY: String(settings.fanoutConcurrency),
+          RATE_LIMIT_PER_SECOND: String(settings.connectionRateLimit.perSecond),
+          RATE_LIMIT_BURST: String(settings.connectionRateLimit.burst),
+          MAX_ROOMS_PER_CONNECTION: String(settings.maxRoomsPerConnection),
+          NEW_CONNECTION_GRACE_SECONDS: String(settings.newConnectionGraceSeconds),
+        },
         authorizer: { AUTH_MODE: 'hs256', JWT_SECRET_ARN: { Ref: logicalId(s.stack, secretOf(s)) } },
       };
       const expected = byBinary[binary];
@@ -489,7 +497,7 @@ describe.each(STAGES)('stage %s', (name) => {
         message: [
           statement(
             'ConnectionsTable',
-            ['dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:BatchWriteItem'],
+            ['dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:BatchWriteItem'],
             arnOf(connectionsId),
           ),
           statement('AuditTable', ['dynamodb:PutItem', 'dynamodb:Query'], arnOf(auditId)),
@@ -517,6 +525,14 @@ describe.each(STAGES)('stage %s', (name) => {
         ...xray,
         ...byBinary[binary],
       ]);
+    });
+
+    test('GIVEN the stage THEN its reserved concurrency is what the stage names for it, else none', () => {
+      const reserved = settings.reservedConcurrency[binary];
+      s.template.hasResourceProperties('AWS::Lambda::Function', {
+        FunctionName: `realtime-${name}-${binary}`,
+        ReservedConcurrentExecutions: reserved ?? Match.absent(),
+      });
     });
 
     test('GIVEN the function THEN its errors and throttles raise alarms', () => {
@@ -637,12 +653,128 @@ describe('differences between stages', () => {
     }
   });
 
+  test('GIVEN dev and prod THEN only prod reserves concurrency, with the values of cdk.json', () => {
+    // GIVEN
+    const reserved = (n: string) =>
+      Object.fromEntries(
+        Object.values(resourcesOf(stage(n).template, 'AWS::Lambda::Function')).map((fn) => [
+          propertiesOf(fn).FunctionName,
+          propertiesOf(fn).ReservedConcurrentExecutions,
+        ]),
+      );
+    // WHEN
+    const dev = reserved('dev');
+    const prod = reserved('prod');
+    // THEN
+    expect(dev).toEqual({
+      'realtime-dev-connect': undefined,
+      'realtime-dev-disconnect': undefined,
+      'realtime-dev-message': undefined,
+      'realtime-dev-authorizer': undefined,
+    });
+    expect(prod).toEqual({
+      'realtime-prod-connect': 100,
+      'realtime-prod-disconnect': 100,
+      'realtime-prod-message': 200,
+      'realtime-prod-authorizer': 100,
+    });
+  });
+
   test('GIVEN dev and prod THEN the same logical resources exist in both (stages differ in settings only)', () => {
     const types = (n: string) =>
       Object.entries(stage(n).template.toJSON().Resources as Record<string, Json>)
         .map(([id, resource]) => `${id} ${String(resource.Type)}`)
         .sort();
     expect(types('prod')).toEqual(types('dev'));
+  });
+});
+
+describe('per-connection limits of the message function', () => {
+  const LIMIT_VARIABLES = [
+    'RATE_LIMIT_PER_SECOND',
+    'RATE_LIMIT_BURST',
+    'MAX_ROOMS_PER_CONNECTION',
+    'NEW_CONNECTION_GRACE_SECONDS',
+  ] as const;
+
+  /** The environment variables of one function of a synthesized stage. */
+  function environmentOf(s: Synthesized, binary: Binary): Json {
+    const fn = propertiesOf(s.template.toJSON().Resources[logicalId(s.stack, handlerOf(s, binary).function)] as Json);
+    return (fn.Environment as Json).Variables as Json;
+  }
+
+  test('GIVEN dev, which sets no limit WHEN synthesized THEN the message function gets the defaults', () => {
+    // GIVEN / WHEN
+    const s = stage('dev');
+    // THEN
+    s.template.hasResourceProperties('AWS::Lambda::Function', {
+      FunctionName: 'realtime-dev-message',
+      Environment: {
+        Variables: Match.objectLike({
+          RATE_LIMIT_PER_SECOND: '10',
+          RATE_LIMIT_BURST: '20',
+          MAX_ROOMS_PER_CONNECTION: '50',
+          NEW_CONNECTION_GRACE_SECONDS: '30',
+        }),
+      },
+    });
+  });
+
+  test('GIVEN overridden limits WHEN synthesized THEN the message function carries them, fractions included', () => {
+    // GIVEN / WHEN
+    const s = synthStage('dev', { connectionRateLimit: { perSecond: 2.5, burst: 5 }, maxRoomsPerConnection: 7 });
+    // THEN
+    s.template.hasResourceProperties('AWS::Lambda::Function', {
+      FunctionName: 'realtime-dev-message',
+      Environment: {
+        Variables: Match.objectLike({
+          RATE_LIMIT_PER_SECOND: '2.5',
+          RATE_LIMIT_BURST: '5',
+          MAX_ROOMS_PER_CONNECTION: '7',
+          // Not overridden: the default stays.
+          NEW_CONNECTION_GRACE_SECONDS: '30',
+        }),
+      },
+    });
+  });
+
+  test('GIVEN a grace period of 0 WHEN synthesized THEN it is passed as "0", not dropped', () => {
+    const s = synthStage('dev', { newConnectionGraceSeconds: 0 });
+    expect(environmentOf(s, 'message').NEW_CONNECTION_GRACE_SECONDS).toBe('0');
+  });
+
+  test.each(STAGES)('GIVEN stage %s THEN no function but message gets the limits', (name) => {
+    const s = stage(name);
+    for (const binary of BINARIES.filter((each) => each !== 'message')) {
+      const variables = Object.keys(environmentOf(s, binary));
+      for (const variable of LIMIT_VARIABLES) {
+        expect(variables).not.toContain(variable);
+      }
+    }
+  });
+
+  test.each(STAGES)('GIVEN stage %s THEN the message role may GetItem on the connections table, no other role may', (name) => {
+    // GIVEN
+    const s = stage(name);
+    const messageRoleId = logicalId(s.stack, s.stack.message.role);
+    // THEN
+    s.template.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: messageRoleId }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Sid: 'ConnectionsTable',
+            Effect: 'Allow',
+            Action: Match.arrayWith(['dynamodb:GetItem']),
+            Resource: arnOf(logicalId(s.stack, s.stack.connectionsTable)),
+          }),
+        ]),
+      },
+    });
+    const readers = Object.values(resourcesOf(s.template, 'AWS::IAM::Policy'))
+      .map(propertiesOf)
+      .filter((policy) => JSON.stringify(policy.PolicyDocument).includes('dynamodb:GetItem'));
+    expect(readers.map((policy) => policy.Roles)).toEqual([[{ Ref: messageRoleId }]]);
   });
 });
 
@@ -719,6 +851,22 @@ describe('optional settings', () => {
   test('GIVEN tracing on dev WHEN synthesized THEN the functions trace and nag accepts the X-Ray wildcard', () => {
     const s = synthStage('dev', { tracing: true });
     s.template.allResourcesProperties('AWS::Lambda::Function', { TracingConfig: { Mode: 'Active' } });
+  });
+
+  test('GIVEN a reservation for message alone WHEN synthesized THEN only message is reserved', () => {
+    // GIVEN / WHEN
+    const s = synthStage('dev', { reservedConcurrency: { message: 5 } });
+    // THEN
+    s.template.hasResourceProperties('AWS::Lambda::Function', {
+      FunctionName: 'realtime-dev-message',
+      ReservedConcurrentExecutions: 5,
+    });
+    for (const binary of ['connect', 'disconnect', 'authorizer']) {
+      s.template.hasResourceProperties('AWS::Lambda::Function', {
+        FunctionName: `realtime-dev-${binary}`,
+        ReservedConcurrentExecutions: Match.absent(),
+      });
+    }
   });
 
   test('GIVEN the architecture context override WHEN synthesized THEN every function is x86_64', () => {
@@ -871,6 +1019,12 @@ describe('bad input stops synth', () => {
   test('GIVEN a bad setting in cdk.json WHEN the app is built THEN it fails naming stage and setting', () => {
     expect(() => synthStage('prod', { timeoutSeconds: 60 })).toThrow(
       'Stage "prod": setting "timeoutSeconds" must be an integer from 1 to 29; got 60.',
+    );
+  });
+
+  test('GIVEN a reservation for an unknown function WHEN the app is built THEN it fails naming the valid ones', () => {
+    expect(() => synthStage('prod', { reservedConcurrency: { foo: 1 } })).toThrow(
+      'Stage "prod": unknown setting "reservedConcurrency.foo"; valid settings: reservedConcurrency.connect, reservedConcurrency.disconnect, reservedConcurrency.message, reservedConcurrency.authorizer.',
     );
   });
 

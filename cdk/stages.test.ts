@@ -1,6 +1,9 @@
 import {
   AUTH_MODES,
+  DEFAULT_CONNECTION_RATE_LIMIT,
   DEFAULT_FANOUT_CONCURRENCY,
+  DEFAULT_MAX_ROOMS_PER_CONNECTION,
+  DEFAULT_NEW_CONNECTION_GRACE_SECONDS,
   LOG_RETENTION_DAYS,
   parseStageSettings,
   parseStages,
@@ -47,6 +50,26 @@ describe('the stages of cdk.json', () => {
     }
     expect(resolveStage(RAW_STAGES, 'dev').auth).toEqual({ mode: 'hs256', issuer: undefined, audience: undefined });
     expect(resolveStage(RAW_STAGES, 'prod').auth).toEqual({ mode: 'hs256', issuer: undefined, audience: undefined });
+  });
+
+  test('GIVEN prod THEN every function has reserved concurrency; GIVEN dev THEN none has', () => {
+    expect(resolveStage(RAW_STAGES, 'prod').reservedConcurrency).toEqual({
+      connect: 100,
+      disconnect: 100,
+      message: 200,
+      authorizer: 100,
+    });
+    expect(resolveStage(RAW_STAGES, 'dev').reservedConcurrency).toEqual({});
+  });
+
+  test('GIVEN dev and prod THEN both use the default per-connection limits', () => {
+    for (const settings of parseStages(RAW_STAGES).values()) {
+      expect(settings).toMatchObject({
+        connectionRateLimit: { perSecond: 10, burst: 20 },
+        maxRoomsPerConnection: 50,
+        newConnectionGraceSeconds: 30,
+      });
+    }
   });
 
   test('GIVEN every stage THEN it runs on arm64 and within the 29 s integration limit', () => {
@@ -104,6 +127,11 @@ describe('stage settings', () => {
       deletionProtection: false,
       tracing: false,
       fanoutConcurrency: DEFAULT_FANOUT_CONCURRENCY,
+      connectionRateLimit: { perSecond: 10, burst: 20 },
+      maxRoomsPerConnection: 50,
+      newConnectionGraceSeconds: 30,
+      // No reservation: every function draws on the account's unreserved pool.
+      reservedConcurrency: {},
       alarmEmail: undefined,
       customDomain: undefined,
       manageApiGatewayAccountRole: false,
@@ -119,6 +147,10 @@ describe('stage settings', () => {
       region: 'eu-west-1',
       architecture: 'x86_64',
       fanoutConcurrency: 16,
+      connectionRateLimit: { perSecond: 0.5, burst: 3 },
+      maxRoomsPerConnection: 7,
+      newConnectionGraceSeconds: 0,
+      reservedConcurrency: { message: 20, authorizer: 5 },
       alarmEmail: 'ops@example.com',
       customDomain: {
         domainName: 'ws.example.com',
@@ -132,11 +164,45 @@ describe('stage settings', () => {
       region: 'eu-west-1',
       architecture: 'x86_64',
       fanoutConcurrency: 16,
+      connectionRateLimit: { perSecond: 0.5, burst: 3 },
+      maxRoomsPerConnection: 7,
+      newConnectionGraceSeconds: 0,
+      reservedConcurrency: { message: 20, authorizer: 5 },
       alarmEmail: 'ops@example.com',
       customDomain: { domainName: 'ws.example.com' },
       manageApiGatewayAccountRole: true,
       auth: { mode: 'hs256', issuer: 'realtime-qa', audience: 'chat' },
     });
+    // Only the functions named are reserved.
+    expect(settings.reservedConcurrency).toEqual({ message: 20, authorizer: 5 });
+  });
+
+  test('GIVEN the defaults THEN they are the documented ones', () => {
+    expect(DEFAULT_CONNECTION_RATE_LIMIT).toEqual({ perSecond: 10, burst: 20 });
+    expect(DEFAULT_MAX_ROOMS_PER_CONNECTION).toBe(50);
+    expect(DEFAULT_NEW_CONNECTION_GRACE_SECONDS).toBe(30);
+  });
+
+  test.each<[string, Json, Json]>([
+    ['the smallest rate', { connectionRateLimit: { perSecond: 0.001, burst: 1 } }, { connectionRateLimit: { perSecond: 0.001, burst: 1 } }],
+    ['the largest rate', { connectionRateLimit: { perSecond: 1000, burst: 1000 } }, { connectionRateLimit: { perSecond: 1000, burst: 1000 } }],
+    ['one room (the lobby alone)', { maxRoomsPerConnection: 1 }, { maxRoomsPerConnection: 1 }],
+    ['500 rooms', { maxRoomsPerConnection: 500 }, { maxRoomsPerConnection: 500 }],
+    ['no grace', { newConnectionGraceSeconds: 0 }, { newConnectionGraceSeconds: 0 }],
+    ['an hour of grace', { newConnectionGraceSeconds: 3600 }, { newConnectionGraceSeconds: 3600 }],
+    ['an empty reservation', { reservedConcurrency: {} }, { reservedConcurrency: {} }],
+    [
+      'every function reserved at the bounds',
+      { reservedConcurrency: { connect: 1, disconnect: 10000, message: 200, authorizer: 100 } },
+      { reservedConcurrency: { connect: 1, disconnect: 10000, message: 200, authorizer: 100 } },
+    ],
+  ])('GIVEN %s WHEN parsed THEN it is kept', (_, override, expected) => {
+    expect(parseStageSettings('qa', { ...VALID, ...override })).toMatchObject(expected);
+  });
+
+  test('GIVEN auth none and no authorizer reservation WHEN parsed THEN the other reservations are kept', () => {
+    const settings = parseStageSettings('qa', { ...VALID, auth: { mode: 'none' }, reservedConcurrency: { message: 5 } });
+    expect(settings.reservedConcurrency).toEqual({ message: 5 });
   });
 
   test('GIVEN any CloudWatch retention WHEN parsed THEN it is accepted', () => {
@@ -163,6 +229,34 @@ describe('stage settings', () => {
     ['tracing', { tracing: 1 }, 'setting "tracing" must be true or false; got 1'],
     ['deletion protection with destroy', { deletionProtection: true }, 'setting "deletionProtection" must be false when removalPolicy is "destroy"'],
     ['fanoutConcurrency', { fanoutConcurrency: 0 }, 'setting "fanoutConcurrency" must be an integer from 1 to 1024; got 0'],
+    ['connectionRateLimit not an object', { connectionRateLimit: 10 }, 'setting "connectionRateLimit" must be an object with perSecond, burst; got 10'],
+    ['connectionRateLimit.perSecond 0', { connectionRateLimit: { perSecond: 0, burst: 20 } }, 'setting "connectionRateLimit.perSecond" must be a number greater than 0 and at most 1000; got 0'],
+    ['connectionRateLimit.perSecond negative', { connectionRateLimit: { perSecond: -1, burst: 20 } }, 'setting "connectionRateLimit.perSecond" must be a number greater than 0 and at most 1000; got -1'],
+    ['connectionRateLimit.perSecond a string', { connectionRateLimit: { perSecond: '10', burst: 20 } }, 'setting "connectionRateLimit.perSecond" must be a number greater than 0 and at most 1000; got "10"'],
+    ['connectionRateLimit.perSecond too large', { connectionRateLimit: { perSecond: 1001, burst: 20 } }, 'setting "connectionRateLimit.perSecond" must be a number greater than 0 and at most 1000; got 1001'],
+    ['connectionRateLimit.perSecond missing', { connectionRateLimit: { burst: 20 } }, 'setting "connectionRateLimit.perSecond" must be a number greater than 0 and at most 1000; got undefined'],
+    ['connectionRateLimit.burst 0', { connectionRateLimit: { perSecond: 10, burst: 0 } }, 'setting "connectionRateLimit.burst" must be an integer from 1 to 1000; got 0'],
+    ['connectionRateLimit.burst fractional', { connectionRateLimit: { perSecond: 10, burst: 2.5 } }, 'setting "connectionRateLimit.burst" must be an integer from 1 to 1000; got 2.5'],
+    ['connectionRateLimit.burst too large', { connectionRateLimit: { perSecond: 10, burst: 1001 } }, 'setting "connectionRateLimit.burst" must be an integer from 1 to 1000; got 1001'],
+    ['connectionRateLimit.burst missing', { connectionRateLimit: { perSecond: 10 } }, 'setting "connectionRateLimit.burst" must be an integer from 1 to 1000; got undefined'],
+    ['connectionRateLimit unknown key', { connectionRateLimit: { perSecond: 10, burst: 20, perMinute: 600 } }, 'unknown setting "connectionRateLimit.perMinute"; valid settings: connectionRateLimit.perSecond, connectionRateLimit.burst'],
+    ['maxRoomsPerConnection 0', { maxRoomsPerConnection: 0 }, 'setting "maxRoomsPerConnection" must be an integer from 1 to 500; got 0'],
+    ['maxRoomsPerConnection too large', { maxRoomsPerConnection: 501 }, 'setting "maxRoomsPerConnection" must be an integer from 1 to 500; got 501'],
+    ['maxRoomsPerConnection a string', { maxRoomsPerConnection: '50' }, 'setting "maxRoomsPerConnection" must be an integer from 1 to 500; got "50"'],
+    ['newConnectionGraceSeconds negative', { newConnectionGraceSeconds: -1 }, 'setting "newConnectionGraceSeconds" must be an integer from 0 to 3600; got -1'],
+    ['newConnectionGraceSeconds too large', { newConnectionGraceSeconds: 3601 }, 'setting "newConnectionGraceSeconds" must be an integer from 0 to 3600; got 3601'],
+    ['newConnectionGraceSeconds fractional', { newConnectionGraceSeconds: 1.5 }, 'setting "newConnectionGraceSeconds" must be an integer from 0 to 3600; got 1.5'],
+    ['reservedConcurrency not an object', { reservedConcurrency: 100 }, 'setting "reservedConcurrency" must be an object with any of connect, disconnect, message, authorizer; got 100'],
+    ['reservedConcurrency unknown key', { reservedConcurrency: { foo: 1 } }, 'unknown setting "reservedConcurrency.foo"; valid settings: reservedConcurrency.connect, reservedConcurrency.disconnect, reservedConcurrency.message, reservedConcurrency.authorizer'],
+    ['reservedConcurrency 0', { reservedConcurrency: { message: 0 } }, 'setting "reservedConcurrency.message" must be an integer from 1 to 10000; got 0'],
+    ['reservedConcurrency fractional', { reservedConcurrency: { connect: 1.5 } }, 'setting "reservedConcurrency.connect" must be an integer from 1 to 10000; got 1.5'],
+    ['reservedConcurrency too large', { reservedConcurrency: { disconnect: 10001 } }, 'setting "reservedConcurrency.disconnect" must be an integer from 1 to 10000; got 10001'],
+    ['reservedConcurrency a string', { reservedConcurrency: { authorizer: '100' } }, 'setting "reservedConcurrency.authorizer" must be an integer from 1 to 10000; got "100"'],
+    [
+      'authorizer reservation without an authorizer',
+      { auth: { mode: 'none' }, reservedConcurrency: { authorizer: 10 } },
+      'setting "reservedConcurrency.authorizer" must be absent when auth mode is "none" (the stage has no authorizer function); got 10',
+    ],
     ['account', { account: '1234' }, 'setting "account" must be a 12-digit AWS account id; got "1234"'],
     ['region', { region: 'mars' }, 'setting "region" must be an AWS region name such as "eu-west-1"; got "mars"'],
     ['alarmEmail', { alarmEmail: 'ops' }, 'setting "alarmEmail" must be an e-mail address; got "ops"'],

@@ -35,6 +35,20 @@ export const JWT_ALGORITHMS = ['RS256', 'ES256'] as const;
 /** A JWKS signature algorithm. */
 export type JwtAlgorithmName = (typeof JWT_ALGORITHMS)[number];
 
+/** The per-connection token bucket when cdk.json does not set one: 10 messages a second, bursts of 20. */
+export const DEFAULT_CONNECTION_RATE_LIMIT: ConnectionRateLimitSettings = { perSecond: 10, burst: 20 };
+
+/** Default bound on the rooms one connection may be in, the lobby included. */
+export const DEFAULT_MAX_ROOMS_PER_CONNECTION = 50;
+
+/** Default age, in seconds, under which a connection's 410 does not delete its records. */
+export const DEFAULT_NEW_CONNECTION_GRACE_SECONDS = 30;
+
+/** The functions a stage may reserve concurrency for, by cargo binary name. */
+export const RESERVABLE_FUNCTIONS = ['connect', 'disconnect', 'message', 'authorizer'] as const;
+/** A function a stage may reserve concurrency for. */
+export type ReservableFunctionName = (typeof RESERVABLE_FUNCTIONS)[number];
+
 /** The stage's auth when cdk.json does not set one: secure by default, never `none`. */
 export const DEFAULT_AUTH: AuthSettings = { mode: 'hs256' };
 
@@ -84,6 +98,20 @@ export interface ThrottlingSettings {
   readonly burstLimit: number;
 }
 
+/** A token bucket per connection, enforced by the message handler on `sendmessage`, `whisper` and `join`. */
+export interface ConnectionRateLimitSettings {
+  /** Tokens refilled per second (fractions allowed: 0.5 is one every two seconds). */
+  readonly perSecond: number;
+  /** Bucket size: how many such actions a connection may send at once. */
+  readonly burst: number;
+}
+
+/**
+ * Lambda reserved concurrent executions per function: a cap that also guarantees that much
+ * capacity. Reservations come out of the account's pool, which must keep 100 unreserved.
+ */
+export type ReservedConcurrencySettings = Readonly<Partial<Record<ReservableFunctionName, number>>>;
+
 /** The validated settings of one stage. */
 export interface StageSettings {
   /** Stage name; part of the stack name and of every resource name. */
@@ -114,6 +142,18 @@ export interface StageSettings {
   readonly tracing: boolean;
   /** Bound on concurrent @connections posts in one fan-out. @default 64 */
   readonly fanoutConcurrency: number;
+  /** Per-connection rate limit on `sendmessage`, `whisper` and `join`. @default { perSecond: 10, burst: 20 } */
+  readonly connectionRateLimit: ConnectionRateLimitSettings;
+  /** Rooms one connection may be in, the lobby included (1 to 500). @default 50 */
+  readonly maxRoomsPerConnection: number;
+  /**
+   * Seconds after registration during which a @connections 410 does not delete a connection's
+   * records: API Gateway answers 410 while a connection's `$connect` is still finishing (0 to 3600).
+   * @default 30
+   */
+  readonly newConnectionGraceSeconds: number;
+  /** Reserved concurrent executions of the functions named. @default {} - no function reserved */
+  readonly reservedConcurrency: ReservedConcurrencySettings;
   /** E-mail address subscribed to the alarm topic. @default - alarms without a notification topic */
   readonly alarmEmail?: string;
   /** Custom domain of the WebSocket endpoint. @default - the execute-api endpoint only */
@@ -143,6 +183,10 @@ const SETTING_KEYS: readonly (keyof StageSettings)[] = [
   'deletionProtection',
   'tracing',
   'fanoutConcurrency',
+  'connectionRateLimit',
+  'maxRoomsPerConnection',
+  'newConnectionGraceSeconds',
+  'reservedConcurrency',
   'alarmEmail',
   'customDomain',
   'manageApiGatewayAccountRole',
@@ -240,10 +284,11 @@ class SettingReader {
     return this.has(key) ? this.pattern(key, regex, description) : undefined;
   }
 
-  nested(key: string, keys: readonly string[]): SettingReader {
+  /** `expected` replaces `an object with KEYS` when some keys are optional. */
+  nested(key: string, keys: readonly string[], expected = `an object with ${keys.join(', ')}`): SettingReader {
     const value = this.raw[key];
     if (!isObject(value)) {
-      this.fail(key, `an object with ${keys.join(', ')}`);
+      this.fail(key, expected);
     }
     const reader = new SettingReader(this.stage, value, `${this.prefix}${key}.`);
     reader.rejectUnknown(keys);
@@ -322,6 +367,41 @@ function parseAuth(read: SettingReader): AuthSettings {
   }
 }
 
+/** The `connectionRateLimit` setting: both keys, or the default when absent. */
+function parseConnectionRateLimit(read: SettingReader): ConnectionRateLimitSettings {
+  if (!read.has('connectionRateLimit')) {
+    return DEFAULT_CONNECTION_RATE_LIMIT;
+  }
+  const limit = read.nested('connectionRateLimit', ['perSecond', 'burst']);
+  return {
+    perSecond: limit.positiveNumber('perSecond', 1000),
+    burst: limit.integer('burst', 1, 1000),
+  };
+}
+
+/** The `reservedConcurrency` setting: only the functions it names, each within Lambda's range. */
+function parseReservedConcurrency(read: SettingReader, auth: AuthSettings): ReservedConcurrencySettings {
+  if (!read.has('reservedConcurrency')) {
+    return {};
+  }
+  const reader = read.nested(
+    'reservedConcurrency',
+    RESERVABLE_FUNCTIONS,
+    `an object with any of ${RESERVABLE_FUNCTIONS.join(', ')}`,
+  );
+  const reserved: Partial<Record<ReservableFunctionName, number>> = {};
+  for (const name of RESERVABLE_FUNCTIONS) {
+    if (reader.has(name)) {
+      reserved[name] = reader.integer(name, 1, 10000);
+    }
+  }
+  // A reservation for a function the stage does not have is a leftover: say so rather than drop it.
+  if (auth.mode === 'none' && reserved.authorizer !== undefined) {
+    reader.fail('authorizer', 'absent when auth mode is "none" (the stage has no authorizer function)');
+  }
+  return reserved;
+}
+
 /** Validates the raw settings of one stage and returns them typed, or throws a StageSettingsError. */
 export function parseStageSettings(name: string, raw: unknown): StageSettings {
   if (!STAGE_NAME.test(name)) {
@@ -359,6 +439,7 @@ export function parseStageSettings(name: string, raw: unknown): StageSettings {
     customDomain = { domainName, certificateArn };
   }
 
+  const auth = parseAuth(read);
   const settings: StageSettings = {
     name,
     account: read.optionalPattern('account', ACCOUNT, 'a 12-digit AWS account id'),
@@ -374,10 +455,14 @@ export function parseStageSettings(name: string, raw: unknown): StageSettings {
     deletionProtection: read.boolean('deletionProtection'),
     tracing: read.boolean('tracing'),
     fanoutConcurrency: read.integer('fanoutConcurrency', 1, 1024, DEFAULT_FANOUT_CONCURRENCY),
+    connectionRateLimit: parseConnectionRateLimit(read),
+    maxRoomsPerConnection: read.integer('maxRoomsPerConnection', 1, 500, DEFAULT_MAX_ROOMS_PER_CONNECTION),
+    newConnectionGraceSeconds: read.integer('newConnectionGraceSeconds', 0, 3600, DEFAULT_NEW_CONNECTION_GRACE_SECONDS),
+    reservedConcurrency: parseReservedConcurrency(read, auth),
     alarmEmail: read.optionalPattern('alarmEmail', EMAIL, 'an e-mail address'),
     customDomain,
     manageApiGatewayAccountRole: read.boolean('manageApiGatewayAccountRole', false),
-    auth: parseAuth(read),
+    auth,
   };
 
   if (settings.deletionProtection && settings.removalPolicy === 'destroy') {

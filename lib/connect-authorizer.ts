@@ -9,11 +9,11 @@ import {
 import { ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import type { Hs256AuthSettings, JwksAuthSettings, StageSettings } from '../cdk/stages';
+import type { Hs256AuthSettings, JwksAuthSettings, ReservableFunctionName, StageSettings } from '../cdk/stages';
 import { HandlerFunction } from './handler-function';
 
 /** The cargo binary of the `$connect` authorizer. */
-export const AUTHORIZER_BINARY = 'authorizer';
+export const AUTHORIZER_BINARY = 'authorizer' satisfies ReservableFunctionName;
 
 /**
  * Where API Gateway looks for the token. Browsers cannot set headers on a WebSocket, so the token
@@ -96,6 +96,7 @@ export class ConnectAuthorizer extends Construct implements IWebSocketRouteAutho
       manifestPath: props.manifestPath,
       environment,
       removalPolicy: props.removalPolicy,
+      reservedConcurrency: settings.reservedConcurrency.authorizer,
     });
     if (this.secret !== undefined) {
       // Exactly the one call the authorizer makes at init; the AWS-managed key needs no KMS grant.

@@ -23,6 +23,11 @@ export interface HandlerFunctionProps {
   readonly environment: Readonly<Record<string, string>>;
   /** Fate of the log group on stack deletion. */
   readonly removalPolicy: RemovalPolicy;
+  /**
+   * Reserved concurrent executions: at most this many at once, and that many always available.
+   * @default - none (unreserved)
+   */
+  readonly reservedConcurrency?: number;
 }
 
 /**
@@ -76,6 +81,7 @@ export class HandlerFunction extends Construct {
       logGroup: this.logGroup,
       role: this.role,
       tracing: settings.tracing ? Tracing.ACTIVE : Tracing.DISABLED,
+      reservedConcurrentExecutions: props.reservedConcurrency,
     });
     (this.function.node.defaultChild as CfnFunction).addMetadata(BINARY_METADATA_KEY, binary);
   }

@@ -3,7 +3,7 @@ import { WebSocketLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integra
 import { AttributeType, BillingMode, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
 import { flattenCfnReference } from 'cdk-nag/lib/utils/flatten-cfn-reference';
 import type { Construct } from 'constructs';
-import type { StageSettings } from '../cdk/stages';
+import type { ReservableFunctionName, StageSettings } from '../cdk/stages';
 import { RealtimeAlarms } from './alarms';
 import { ConnectAuthorizer } from './connect-authorizer';
 import { HandlerFunction } from './handler-function';
@@ -77,7 +77,12 @@ export class RealtimeStack extends Stack {
       AUDIT_TABLE: this.auditTable.tableName,
       AUDIT_RETENTION_DAYS: String(settings.auditRetentionDays),
     };
-    const handler = (id: string, binary: string, description: string, extra: Record<string, string> = {}) =>
+    const handler = (
+      id: string,
+      binary: Exclude<ReservableFunctionName, 'authorizer'>,
+      description: string,
+      extra: Record<string, string> = {},
+    ) =>
       new HandlerFunction(this, id, {
         binary,
         description,
@@ -85,6 +90,7 @@ export class RealtimeStack extends Stack {
         manifestPath: props.manifestPath,
         environment: { ...environment, ...extra },
         removalPolicy,
+        reservedConcurrency: settings.reservedConcurrency[binary],
       });
 
     // Each grant below is the exact set of DynamoDB actions the handler's code calls.
@@ -104,10 +110,15 @@ export class RealtimeStack extends Stack {
     this.message = handler('Message', 'message', 'Serves every action and $default; fans messages out.', {
       CALLBACK_URL: this.webSocket.callbackUrl,
       FANOUT_CONCURRENCY: String(settings.fanoutConcurrency),
+      RATE_LIMIT_PER_SECOND: String(settings.connectionRateLimit.perSecond),
+      RATE_LIMIT_BURST: String(settings.connectionRateLimit.burst),
+      MAX_ROOMS_PER_CONNECTION: String(settings.maxRoomsPerConnection),
+      NEW_CONNECTION_GRACE_SECONDS: String(settings.newConnectionGraceSeconds),
     });
+    // GetItem: strongly consistent reads of the caller's own membership item and rate-limit item.
     this.message.allow(
       'ConnectionsTable',
-      ['dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:BatchWriteItem'],
+      ['dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:BatchWriteItem'],
       [this.connectionsTable.tableArn],
     );
     this.message.allow('AuditTable', ['dynamodb:PutItem', 'dynamodb:Query'], [this.auditTable.tableArn]);
