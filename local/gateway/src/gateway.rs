@@ -72,6 +72,10 @@ pub struct Options {
     pub max_duration: Duration,
     /// Delay added to every @connections call.
     pub connections_latency: Duration,
+    /// How long the upgrade is held after `$connect` accepts, with posts to the connection
+    /// answered 410 meanwhile: widens the window API Gateway has on AWS, where the handshake
+    /// completes some tens of milliseconds after `$connect` returns.
+    pub upgrade_delay: Duration,
     /// The most processes one function runs at once.
     pub max_processes_per_function: usize,
     /// The DynamoDB to use.
@@ -97,6 +101,7 @@ impl Options {
             idle_timeout: Duration::from_secs(600),
             max_duration: Duration::from_secs(7200),
             connections_latency: Duration::ZERO,
+            upgrade_delay: Duration::ZERO,
             max_processes_per_function: 4,
             dynamodb: DynamoDb::Start {
                 persist_dir: None,
@@ -162,6 +167,7 @@ pub(crate) struct Limits {
     pub(crate) idle_timeout: Duration,
     pub(crate) max_duration: Duration,
     pub(crate) connections_latency: Duration,
+    pub(crate) upgrade_delay: Duration,
 }
 
 /// What every request handler shares.
@@ -361,6 +367,7 @@ impl Gateway {
                 idle_timeout: options.idle_timeout,
                 max_duration: options.max_duration,
                 connections_latency: options.connections_latency,
+                upgrade_delay: options.upgrade_delay,
             },
             local_port: addr.port(),
             web,

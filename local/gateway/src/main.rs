@@ -33,6 +33,10 @@ struct Cli {
     /// Milliseconds added to every @connections call, to study fan-out as against AWS
     #[arg(long, default_value_t = 0, value_name = "MS")]
     connections_latency_ms: u64,
+    /// Milliseconds the upgrade is held after $connect accepts (posts to the connection get 410
+    /// meanwhile), to widen the window in which API Gateway answers 410 for a new connection
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    upgrade_delay_ms: u64,
     /// Keep DynamoDB Local's data in this folder between runs (default: in memory)
     #[arg(long, value_name = "DIR")]
     persist_dir: Option<PathBuf>,
@@ -105,6 +109,7 @@ async fn run(cli: Cli) -> ExitCode {
         idle_timeout: Duration::from_secs(cli.idle_timeout),
         max_duration: Duration::from_secs(cli.max_duration),
         connections_latency: Duration::from_millis(cli.connections_latency_ms),
+        upgrade_delay: Duration::from_millis(cli.upgrade_delay_ms),
         max_processes_per_function: usize::from(cli.max_processes_per_function),
         dynamodb: match cli.dynamodb_endpoint {
             Some(endpoint) => DynamoDb::External(endpoint),

@@ -174,6 +174,12 @@ async fn upgrade(
                 return refusal;
             }
         };
+    let delay = shared.limits.upgrade_delay;
+    if !delay.is_zero() {
+        // Still connecting for the @connections API: posts get 410, as on AWS until the
+        // handshake completes.
+        tokio::time::sleep(delay).await;
+    }
     connection.open();
     debug!(connection_id, "connected");
 
