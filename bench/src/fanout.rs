@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use realtime_core::fanout::{deliver, FanoutPolicy};
 use realtime_core::ports::{ConnectionStore, Notifier};
-use realtime_core::{ConnectionId, Room};
+use realtime_core::{ConnectionId, Deadline, Room};
 use serde::Serialize;
 use serde_json::json;
 
@@ -123,7 +123,7 @@ async fn library_round(
     let frame =
         json!({"type": "message", "room": "lobby", "text": marker, "from": "bench"}).to_string();
     let started = Instant::now();
-    let report = deliver(notifier, members, frame.as_bytes(), policy).await;
+    let report = deliver(notifier, members, frame.as_bytes(), policy, Deadline::NONE).await;
     if report.delivered != members.len() {
         bail!(
             "the harness's fan-out delivered {} of {} (gone {}, failed {})",

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use realtime_core::fanout::FanoutPolicy;
+use realtime_core::rate::RatePolicy;
 use realtime_core::Settings;
 
 /// A variable is missing or unusable. The message names the variable.
@@ -23,14 +24,16 @@ pub enum ConfigError {
     },
 }
 
-/// Where data lives and how long it is kept (every handler).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where data lives, how long it is kept, and the limits of the use cases (every handler).
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
     /// `CONNECTIONS_TABLE`: connections and room memberships.
     pub connections_table: String,
     /// `AUDIT_TABLE`: the audit log.
     pub audit_table: String,
-    /// `AUDIT_RETENTION_DAYS` and the optional `CONNECTION_TTL_SECONDS` (at least 7200).
+    /// `AUDIT_RETENTION_DAYS`, and optional: `CONNECTION_TTL_SECONDS` (at least 7200),
+    /// `FANOUT_CONCURRENCY`, `RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`,
+    /// `MAX_ROOMS_PER_CONNECTION`, `NEW_CONNECTION_GRACE_SECONDS`.
     pub settings: Settings,
     /// `SDK_TIMEOUT_MS` (default 3000): the limit on every AWS call.
     pub sdk_timeout: Duration,
@@ -68,6 +71,29 @@ impl StoreConfig {
             1024,
         )?;
         let timeout_ms: i64 = optional_number(&lookup, "SDK_TIMEOUT_MS", 3000, 100, 29_000)?;
+        let per_second = optional_rate(&lookup, defaults.rate_limit.per_second)?;
+        let burst = optional_number(
+            &lookup,
+            "RATE_LIMIT_BURST",
+            i64::from(defaults.rate_limit.burst),
+            1,
+            1000,
+        )?;
+        let max_rooms = optional_number(
+            &lookup,
+            "MAX_ROOMS_PER_CONNECTION",
+            defaults.max_rooms_per_connection as i64,
+            1,
+            500,
+        )?;
+        let grace_seconds = optional_number(
+            &lookup,
+            "NEW_CONNECTION_GRACE_SECONDS",
+            defaults.new_connection_grace.num_seconds(),
+            0,
+            3600,
+        )?;
+        let sdk_timeout = Duration::from_millis(timeout_ms as u64);
         Ok(Self {
             connections_table: required(&lookup, "CONNECTIONS_TABLE")?,
             audit_table: required(&lookup, "AUDIT_TABLE")?,
@@ -76,10 +102,19 @@ impl StoreConfig {
                 audit_retention: chrono::Duration::days(audit_days),
                 fanout: FanoutPolicy {
                     concurrency: concurrency as usize,
+                    // A post started before this margin ends within the SDK timeout, leaving
+                    // time to answer the sender.
+                    deadline_margin: sdk_timeout + Duration::from_millis(500),
                     ..defaults.fanout
                 },
+                rate_limit: RatePolicy {
+                    per_second,
+                    burst: burst as u32,
+                },
+                max_rooms_per_connection: max_rooms as usize,
+                new_connection_grace: chrono::Duration::seconds(grace_seconds),
             },
-            sdk_timeout: Duration::from_millis(timeout_ms as u64),
+            sdk_timeout,
         })
     }
 }
@@ -139,6 +174,25 @@ fn optional_number(
     }
 }
 
+/// `RATE_LIMIT_PER_SECOND`: a number of requests a second, fractions allowed.
+fn optional_rate(
+    lookup: &impl Fn(&str) -> Option<String>,
+    default: f64,
+) -> Result<f64, ConfigError> {
+    const NAME: &str = "RATE_LIMIT_PER_SECOND";
+    match lookup(NAME) {
+        Some(value) if !value.trim().is_empty() => match value.trim().parse::<f64>() {
+            Ok(n) if n > 0.0 && n <= 1000.0 => Ok(n),
+            _ => Err(ConfigError::Invalid {
+                name: NAME,
+                value,
+                expected: bounds_text(NAME),
+            }),
+        },
+        _ => Ok(default),
+    }
+}
+
 fn parse_number(name: &'static str, value: String, min: i64, max: i64) -> Result<i64, ConfigError> {
     match value.trim().parse::<i64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
@@ -159,6 +213,10 @@ fn bounds_text(name: &str) -> &'static str {
         }
         "FANOUT_CONCURRENCY" => "a whole number from 1 to 1024",
         "SDK_TIMEOUT_MS" => "a whole number of milliseconds from 100 to 29000",
+        "RATE_LIMIT_PER_SECOND" => "a number of requests a second above 0 and at most 1000",
+        "RATE_LIMIT_BURST" => "a whole number from 1 to 1000",
+        "MAX_ROOMS_PER_CONNECTION" => "a whole number from 1 to 500",
+        "NEW_CONNECTION_GRACE_SECONDS" => "a whole number of seconds from 0 to 3600",
         _ => "a whole number in range",
     }
 }
@@ -191,6 +249,52 @@ mod tests {
         assert_eq!(config.settings.connection_ttl, chrono::Duration::hours(3));
         assert_eq!(config.settings.fanout.concurrency, 64);
         assert_eq!(config.sdk_timeout, Duration::from_secs(3));
+        assert_eq!(config.settings.rate_limit, RatePolicy::default());
+        assert_eq!(config.settings.max_rooms_per_connection, 50);
+        assert_eq!(
+            config.settings.new_connection_grace,
+            chrono::Duration::seconds(30)
+        );
+        assert_eq!(
+            config.settings.fanout.deadline_margin,
+            Duration::from_millis(3500),
+            "the SDK timeout and half a second"
+        );
+    }
+
+    #[test]
+    fn reads_the_limits_and_names_a_bad_one() {
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("RATE_LIMIT_PER_SECOND", "2.5"),
+            ("RATE_LIMIT_BURST", "5"),
+            ("MAX_ROOMS_PER_CONNECTION", "7"),
+            ("NEW_CONNECTION_GRACE_SECONDS", "0"),
+        ]);
+        let settings = StoreConfig::from_lookup(env(&pairs))
+            .expect("valid")
+            .settings;
+        assert_eq!(
+            settings.rate_limit,
+            RatePolicy {
+                per_second: 2.5,
+                burst: 5
+            }
+        );
+        assert_eq!(settings.max_rooms_per_connection, 7);
+        assert_eq!(settings.new_connection_grace, chrono::Duration::zero());
+        for (name, bad) in [
+            ("RATE_LIMIT_PER_SECOND", "0"),
+            ("RATE_LIMIT_PER_SECOND", "fast"),
+            ("RATE_LIMIT_BURST", "0"),
+            ("MAX_ROOMS_PER_CONNECTION", "501"),
+            ("NEW_CONNECTION_GRACE_SECONDS", "-1"),
+        ] {
+            let mut pairs = BASE.to_vec();
+            pairs.push((name, bad));
+            let err = StoreConfig::from_lookup(env(&pairs)).expect_err(bad);
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

@@ -10,28 +10,93 @@
 //! | `CONN#<id>` | `ROOM#<room>` | a room the connection is in (for `whoami` and clean-up) |
 //! | `ROOM#<room>` | `CONN#<id>` | a member of the room (for fan-out) |
 //!
+//! | `CONN#<id>` | `RATE` | the rate limiter's state: `tat`, epoch ms when its bucket is full |
+//!
 //! Audit table: room messages under `ROOM#<room>` (what `history` reads), everything else
 //! under `CONN#<id>`; the sort key is `<ISO-8601 time>#<id>`, so a Query reads them in order.
+//!
+//! DynamoDB throttles and conflicts that the SDK does not retry (a cancelled transaction,
+//! unprocessed batch items) are retried here with jittered backoff within the SDK timeout.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, DeleteRequest, Put, TransactWriteItem, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use realtime_core::model::iso8601;
-use realtime_core::ports::{AuditLog, ConnectionStore, StoreError};
-use realtime_core::{AuditEntry, AuditEvent, ChatMessage, Connection, ConnectionId, Room};
+use realtime_core::ports::{AuditLog, ConnectionStore, RateStore, StoreError};
+use realtime_core::{
+    AuditEntry, AuditEvent, ChatMessage, Connection, ConnectionId, HistoryPage, MessageId, Room,
+};
+use tokio::time::Instant;
 
 type Item = HashMap<String, AttributeValue>;
 
 /// BatchWriteItem takes at most this many requests.
 const BATCH_LIMIT: usize = 25;
-/// Rounds of retrying unprocessed batch items before giving up.
-const BATCH_RETRIES: u32 = 5;
+/// The sort key of a connection's rate-limit state.
+const RATE_SK: &str = "RATE";
+/// The first backoff ceiling of a retried throttle; doubled each time, up to a second.
+const FIRST_BACKOFF: Duration = Duration::from_millis(25);
+
+/// Full-jitter backoff until a deadline: how long to keep retrying what DynamoDB throttled.
+struct Backoff {
+    until: Instant,
+    retry: u32,
+}
+
+impl Backoff {
+    fn new(budget: Duration) -> Self {
+        Self {
+            until: Instant::now() + budget,
+            retry: 0,
+        }
+    }
+
+    /// Sleeps before the next attempt; false (without sleeping) when it would end past the
+    /// deadline.
+    async fn wait(&mut self) -> bool {
+        self.retry += 1;
+        let ceiling = FIRST_BACKOFF
+            .saturating_mul(1 << self.retry.min(6))
+            .min(Duration::from_secs(1));
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(1000);
+        let pause = Duration::from_millis(realtime_core::random::up_to(millis));
+        if Instant::now() + pause >= self.until {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+        true
+    }
+}
+
+/// Whether a cancelled transaction failed only for throttling or a conflict with another
+/// transaction (worth retrying), not for a condition or a bad request.
+fn is_retryable_cancellation(error: &TransactWriteItemsError) -> bool {
+    let TransactWriteItemsError::TransactionCanceledException(cancelled) = error else {
+        return false;
+    };
+    let codes: Vec<&str> = cancelled
+        .cancellation_reasons()
+        .iter()
+        .filter_map(|reason| reason.code())
+        .filter(|code| *code != "None")
+        .collect();
+    !codes.is_empty()
+        && codes.iter().all(|code| {
+            matches!(
+                *code,
+                "ThrottlingError" | "TransactionConflict" | "ProvisionedThroughputExceeded"
+            )
+        })
+}
 
 fn conn_key(id: &ConnectionId) -> String {
     format!("CONN#{id}")
@@ -75,20 +140,28 @@ fn delete(table: &str, key: Item) -> Result<TransactWriteItem, StoreError> {
     Ok(TransactWriteItem::builder().delete(delete).build())
 }
 
-/// Connections and memberships in the connections table.
+/// Connections, memberships and rate-limit state in the connections table.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     client: Client,
     table: String,
+    retry_budget: Duration,
 }
 
 impl DynamoStore {
-    /// A store over the given client and table name.
+    /// A store over the given client and table name, retrying throttles for up to 3 s.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
             table: table.into(),
+            retry_budget: Duration::from_secs(3),
         }
+    }
+
+    /// How long a throttled transaction or batch is retried (the SDK timeout).
+    pub fn with_retry_budget(mut self, budget: Duration) -> Self {
+        self.retry_budget = budget;
+        self
     }
 
     /// The two items of one membership: the room's view and the connection's view.
@@ -102,22 +175,64 @@ impl DynamoStore {
         [by_room, by_connection]
     }
 
+    /// One transaction, retried while DynamoDB cancels it for throttling or a conflict (the
+    /// SDK retries throttled calls, but a cancelled transaction is not one).
     async fn transact(
         &self,
         operation: &'static str,
         items: Vec<TransactWriteItem>,
     ) -> Result<(), StoreError> {
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(items))
+        let mut backoff = Backoff::new(self.retry_budget);
+        loop {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(SdkError::ServiceError(e))
+                    if is_retryable_cancellation(e.err()) && backoff.wait().await =>
+                {
+                    tracing::debug!(
+                        operation,
+                        "transaction cancelled by a throttle or conflict: retrying"
+                    );
+                }
+                Err(e) => return Err(StoreError::new(operation, e.into_service_error())),
+            }
+        }
+    }
+
+    /// One item, read consistently.
+    async fn get(
+        &self,
+        operation: &'static str,
+        pk: String,
+        sk: String,
+        projection: &str,
+    ) -> Result<Option<Item>, StoreError> {
+        let mut request = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .projection_expression(projection);
+        for name in projection.split(", ").filter(|p| p.starts_with('#')) {
+            request = request.expression_attribute_names(name, &name[1..]);
+        }
+        request
             .send()
             .await
-            .map(|_| ())
+            .map(|out| out.item)
             .map_err(|e| StoreError::new(operation, e.into_service_error()))
     }
 
     /// Queries one partition (all pages), with an optional sort-key prefix, keeping items
-    /// whose TTL has not passed (DynamoDB deletes expired items lazily).
+    /// whose TTL has not passed (DynamoDB deletes expired items lazily). `consistent` reads
+    /// what was written just before, at twice the cost.
     async fn query_live(
         &self,
         operation: &'static str,
@@ -125,12 +240,14 @@ impl DynamoStore {
         sk_prefix: Option<&str>,
         projection: &str,
         now: Option<DateTime<Utc>>,
+        consistent: bool,
     ) -> Result<Vec<Item>, StoreError> {
         let mut condition = "#pk = :pk".to_owned();
         let mut request = self
             .client
             .query()
             .table_name(&self.table)
+            .consistent_read(consistent)
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_values(":pk", s(pk))
             .projection_expression(projection);
@@ -159,8 +276,10 @@ impl DynamoStore {
             .map_err(|e| StoreError::new(operation, e.into_service_error()))
     }
 
-    /// Deletes keys in batches of 25, retrying what DynamoDB leaves unprocessed.
+    /// Deletes keys in batches of 25, retrying what DynamoDB leaves unprocessed until it is
+    /// written or the retry budget is spent.
     async fn delete_keys(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+        let mut backoff = Backoff::new(self.retry_budget);
         for chunk in keys.chunks(BATCH_LIMIT) {
             let mut pending: Vec<WriteRequest> = chunk
                 .iter()
@@ -172,13 +291,7 @@ impl DynamoStore {
                         .map_err(|e| StoreError::new("build delete", e))
                 })
                 .collect::<Result<_, _>>()?;
-            for round in 0..=BATCH_RETRIES {
-                if pending.is_empty() {
-                    break;
-                }
-                if round > 0 {
-                    tokio::time::sleep(Duration::from_millis(20 << round)).await;
-                }
+            while !pending.is_empty() {
                 let out = self
                     .client
                     .batch_write_item()
@@ -190,15 +303,44 @@ impl DynamoStore {
                     .unprocessed_items
                     .and_then(|mut left| left.remove(&self.table))
                     .unwrap_or_default();
-            }
-            if !pending.is_empty() {
-                return Err(StoreError::new(
-                    "forget",
-                    format!("{} deletes left unprocessed after retries", pending.len()),
-                ));
+                if !pending.is_empty() && !backoff.wait().await {
+                    return Err(StoreError::new(
+                        "forget",
+                        format!(
+                            "{} deletes still unprocessed after {:?} of retries",
+                            pending.len(),
+                            self.retry_budget
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
+    }
+
+    /// Every item of a connection (its keys, and its record's `connectedAt`).
+    async fn connection_items(&self, id: &ConnectionId) -> Result<Vec<Item>, StoreError> {
+        self.query_live(
+            "forget",
+            conn_key(id),
+            None,
+            "#sk, #connectedAt",
+            None,
+            true,
+        )
+        .await
+    }
+
+    /// Deletes the given items of a connection and the room-side halves of its memberships.
+    async fn delete_connection(&self, id: &ConnectionId, items: &[Item]) -> Result<(), StoreError> {
+        let mut keys = Vec::with_capacity(items.len() * 2);
+        for sk in items.iter().filter_map(|item| text(item, "sk")) {
+            if let Some(room) = sk.strip_prefix("ROOM#") {
+                keys.push(key(format!("ROOM#{room}"), conn_key(id)));
+            }
+            keys.push(key(conn_key(id), sk));
+        }
+        self.delete_keys(keys).await
     }
 }
 
@@ -241,13 +383,37 @@ impl ConnectionStore for DynamoStore {
         self.transact("leave", items).await
     }
 
+    async fn is_member(
+        &self,
+        id: &ConnectionId,
+        room: &Room,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let item = self
+            .get("is_member", conn_key(id), room_key(room), "#expiresAt")
+            .await?;
+        Ok(item
+            .as_ref()
+            .and_then(|item| item.get("expiresAt"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .is_some_and(|expires| expires > now.timestamp()))
+    }
+
     async fn members(
         &self,
         room: &Room,
         now: DateTime<Utc>,
     ) -> Result<Vec<ConnectionId>, StoreError> {
         let items = self
-            .query_live("members", room_key(room), None, "#connectionId", Some(now))
+            .query_live(
+                "members",
+                room_key(room),
+                None,
+                "#connectionId",
+                Some(now),
+                false,
+            )
             .await?;
         Ok(items
             .iter()
@@ -262,7 +428,14 @@ impl ConnectionStore for DynamoStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<Room>, StoreError> {
         let items = self
-            .query_live("rooms_of", conn_key(id), Some("ROOM#"), "#room", Some(now))
+            .query_live(
+                "rooms_of",
+                conn_key(id),
+                Some("ROOM#"),
+                "#room",
+                Some(now),
+                true,
+            )
             .await?;
         Ok(items
             .iter()
@@ -272,17 +445,75 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn forget(&self, id: &ConnectionId) -> Result<(), StoreError> {
-        let items = self
-            .query_live("forget", conn_key(id), None, "#sk", None)
-            .await?;
-        let mut keys = Vec::with_capacity(items.len() * 2);
-        for sk in items.iter().filter_map(|item| text(item, "sk")) {
-            if let Some(room) = sk.strip_prefix("ROOM#") {
-                keys.push(key(format!("ROOM#{room}"), conn_key(id)));
-            }
-            keys.push(key(conn_key(id), sk));
+        let items = self.connection_items(id).await?;
+        self.delete_connection(id, &items).await
+    }
+
+    async fn forget_stale(
+        &self,
+        id: &ConnectionId,
+        registered_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let items = self.connection_items(id).await?;
+        let registered = items
+            .iter()
+            .find(|item| text(item, "sk").as_deref() == Some("META"))
+            .and_then(|meta| text(meta, "connectedAt"))
+            .and_then(|at| DateTime::parse_from_rfc3339(&at).ok());
+        if registered.is_some_and(|at| at >= registered_before) {
+            return Ok(false);
         }
-        self.delete_keys(keys).await
+        self.delete_connection(id, &items).await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl RateStore for DynamoStore {
+    async fn rate_state(&self, id: &ConnectionId) -> Result<Option<i64>, StoreError> {
+        let item = self
+            .get("rate limit", conn_key(id), RATE_SK.to_owned(), "#tat")
+            .await?;
+        Ok(item
+            .as_ref()
+            .and_then(|item| item.get("tat"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok()))
+    }
+
+    async fn replace_rate_state(
+        &self,
+        id: &ConnectionId,
+        expected: Option<i64>,
+        next: i64,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut item = key(conn_key(id), RATE_SK.to_owned());
+        item.insert("tat".into(), n(next));
+        item.insert("expiresAt".into(), n(expires_at.timestamp()));
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        let request = match expected {
+            None => request
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", "pk"),
+            Some(tat) => request
+                .condition_expression("#tat = :expected")
+                .expression_attribute_names("#tat", "tat")
+                .expression_attribute_values(":expected", n(tat)),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::new("rate limit", e.into_service_error())),
+        }
     }
 }
 
@@ -311,8 +542,8 @@ fn audit_item(entry: &AuditEntry) -> Item {
         }) => room_key(room),
         _ => conn_key(&entry.connection_id),
     };
-    let mut item = key(pk, format!("{}#{}", iso8601(entry.at), entry.id));
-    item.insert("id".into(), s(&entry.id));
+    let mut item = key(pk, sort_key(entry.at, &entry.id));
+    item.insert("id".into(), s(entry.id.as_str()));
     item.insert("kind".into(), s(entry.event.kind()));
     item.insert("at".into(), s(iso8601(entry.at)));
     item.insert("connectionId".into(), s(entry.connection_id.as_str()));
@@ -349,6 +580,17 @@ fn audit_item(entry: &AuditEntry) -> Item {
     item
 }
 
+/// An audit item's sort key: time first, so that a Query reads a partition in order.
+fn sort_key(at: DateTime<Utc>, id: &MessageId) -> String {
+    format!("{}#{id}", iso8601(at))
+}
+
+/// The sort key of a message from its id alone: ids begin with the time they were accepted
+/// at, which is the time of the message's entry.
+fn message_sort_key(id: &MessageId) -> Option<String> {
+    Some(sort_key(id.accepted_at()?, id))
+}
+
 /// A room message read back from its audit item.
 fn message_from(item: &Item) -> Option<ChatMessage> {
     Some(ChatMessage {
@@ -356,8 +598,10 @@ fn message_from(item: &Item) -> Option<ChatMessage> {
         text: text(item, "text")?,
         from: ConnectionId::from(text(item, "connectionId")?),
         user: text(item, "user"),
-        id: text(item, "id")?,
-        sent_at: text(item, "at")?,
+        id: MessageId::from_stored(text(item, "id")?),
+        sent_at: DateTime::parse_from_rfc3339(&text(item, "at")?)
+            .ok()?
+            .with_timezone(&Utc),
         direct: false,
     })
 }
@@ -375,29 +619,58 @@ impl AuditLog for DynamoAudit {
             .map_err(|e| StoreError::new("record audit entry", e.into_service_error()))
     }
 
-    async fn recent_messages(
+    async fn messages(
         &self,
         room: &Room,
+        page: &HistoryPage,
         limit: u32,
         now: DateTime<Utc>,
     ) -> Result<Vec<ChatMessage>, StoreError> {
-        let out = self
+        let mut condition = "#pk = :pk".to_owned();
+        let mut request = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("#pk = :pk")
             .filter_expression("#expiresAt > :now")
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#expiresAt", "expiresAt")
             .expression_attribute_values(":pk", s(room_key(room)))
             .expression_attribute_values(":now", n(now.timestamp()))
-            .scan_index_forward(false)
-            .limit(limit as i32)
-            .send()
-            .await
-            .map_err(|e| StoreError::new("history", e.into_service_error()))?;
-        let mut messages: Vec<ChatMessage> = out.items().iter().filter_map(message_from).collect();
-        messages.reverse();
+            // Newest first, except when reading on from a message.
+            .scan_index_forward(matches!(page, HistoryPage::After(_)))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX));
+        let bound = match page {
+            HistoryPage::Latest => None,
+            HistoryPage::Before(id) => Some(("<", id)),
+            HistoryPage::After(id) => Some((">", id)),
+        };
+        if let Some((op, id)) = bound {
+            let sk = message_sort_key(id).ok_or_else(|| {
+                StoreError::new("history", format!("message id {id} has no time"))
+            })?;
+            condition.push_str(&format!(" AND #sk {op} :bound"));
+            request = request
+                .expression_attribute_names("#sk", "sk")
+                .expression_attribute_values(":bound", s(sk));
+        }
+        // A page's limit counts items before the TTL filter: read on until enough are live.
+        let mut stream = request
+            .key_condition_expression(condition)
+            .into_paginator()
+            .items()
+            .send();
+        let mut items: Vec<Item> = Vec::new();
+        while items.len() < limit as usize {
+            match stream.next().await {
+                Some(Ok(item)) => items.push(item),
+                Some(Err(e)) => return Err(StoreError::new("history", e.into_service_error())),
+                None => break,
+            }
+        }
+        let mut messages: Vec<ChatMessage> = items.iter().filter_map(message_from).collect();
+        if !matches!(page, HistoryPage::After(_)) {
+            messages.reverse();
+        }
         Ok(messages)
     }
 }

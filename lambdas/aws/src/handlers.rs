@@ -5,7 +5,7 @@ use std::future::Future;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use realtime_core::{AppError, Caller, ConnectionId, Messaging, Ports, Reply};
+use realtime_core::{AppError, Caller, ConnectionId, Deadline, Messaging, Ports};
 use tracing::Instrument;
 
 /// A handler could not do its job; Lambda reports it as a failed invocation.
@@ -23,7 +23,8 @@ impl From<HandlerError> for Diagnostic {
     fn from(error: HandlerError) -> Self {
         let error_type = match error {
             HandlerError::BadEvent(_) => "BadEvent",
-            HandlerError::App(_) => "StorageError",
+            HandlerError::App(AppError::Store(_)) => "StorageError",
+            HandlerError::App(AppError::Client(_)) => "ClientError",
         };
         Diagnostic {
             error_type: error_type.to_owned(),
@@ -127,17 +128,35 @@ pub async fn disconnect(
     .await
 }
 
-/// Every MESSAGE route (`$default` and each action), all two-way: the caller's reply is the
-/// response body; deliveries to other connections go through @connections.
+/// Every MESSAGE route (`$default` and each action), all two-way: the caller's one reply is
+/// the response body; deliveries to other connections go through @connections.
 pub async fn message(
     messaging: &Messaging,
     event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
     let body = event.payload.body.as_deref().unwrap_or_default();
+    let deadline = deadline(event.context.deadline);
     traced(&event, |caller| async move {
-        let outcome = messaging.on_message(&caller, body).await;
-        tracing::info!(action = outcome.action, error = ?outcome.error, size = body.len(), "handled");
-        Ok(ok(outcome.reply.as_ref().map(Reply::to_json)))
+        let outcome = messaging.on_message(&caller, body, deadline).await;
+        tracing::info!(
+            action = outcome.action.map(|a| a.name()),
+            error = ?outcome.error(),
+            size = body.len(),
+            "handled"
+        );
+        Ok(ok(Some(outcome.frame())))
     })
     .await
+}
+
+/// The invocation's deadline (Lambda's, epoch milliseconds) as an instant of this process;
+/// none when the context has none (0).
+fn deadline(epoch_ms: u64) -> Deadline {
+    if epoch_ms == 0 {
+        return Deadline::NONE;
+    }
+    let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    Deadline::after(std::time::Duration::from_millis(
+        epoch_ms.saturating_sub(now_ms),
+    ))
 }

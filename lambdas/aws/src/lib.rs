@@ -54,11 +54,13 @@ pub async fn ports_from_env() -> Result<Ports, ConfigError> {
 
 /// The ports over a DynamoDB client.
 pub fn ports(config: &StoreConfig, client: aws_sdk_dynamodb::Client) -> Ports {
+    let store = Arc::new(
+        dynamodb::DynamoStore::new(client.clone(), &config.connections_table)
+            .with_retry_budget(config.sdk_timeout),
+    );
     Ports {
-        store: Arc::new(dynamodb::DynamoStore::new(
-            client.clone(),
-            &config.connections_table,
-        )),
+        store: store.clone(),
+        rates: store,
         audit: Arc::new(dynamodb::DynamoAudit::new(client, &config.audit_table)),
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),

@@ -4,8 +4,10 @@ mod support;
 
 use chrono::{Duration, Timelike, Utc};
 use realtime_aws::dynamodb::{DynamoAudit, DynamoStore};
-use realtime_core::ports::{AuditLog, ConnectionStore};
-use realtime_core::{AuditEntry, AuditEvent, ChatMessage, Connection, ConnectionId, Room};
+use realtime_core::ports::{AuditLog, ConnectionStore, RateStore};
+use realtime_core::{
+    AuditEntry, AuditEvent, ChatMessage, Connection, ConnectionId, HistoryPage, MessageId, Room,
+};
 
 fn room(name: &str) -> Room {
     Room::parse(name).expect("valid room")
@@ -183,8 +185,8 @@ fn message_entry(
         text: text.to_owned(),
         from: id("A"),
         user: Some("alice".into()),
-        id: format!("id-{at_secs}"),
-        sent_at: realtime_core::model::iso8601(at),
+        id: MessageId::new(at, at_secs as u64),
+        sent_at: at,
         direct: false,
     };
     AuditEntry {
@@ -220,7 +222,7 @@ async fn history_reads_the_last_messages_of_one_room_oldest_first() {
     audit.record(&connect).await.expect("record connect");
 
     let recent = audit
-        .recent_messages(&room("r1"), 3, base)
+        .messages(&room("r1"), &HistoryPage::Latest, 3, base)
         .await
         .expect("history");
     let texts: Vec<_> = recent.iter().map(|m| m.text.as_str()).collect();
@@ -234,20 +236,20 @@ async fn history_reads_the_last_messages_of_one_room_oldest_first() {
     );
     assert_eq!(
         audit
-            .recent_messages(&room("r1"), 100, base)
+            .messages(&room("r1"), &HistoryPage::Latest, 100, base)
             .await
             .expect("history")
             .len(),
         8
     );
     assert!(audit
-        .recent_messages(&room("empty"), 20, now())
+        .messages(&room("empty"), &HistoryPage::Latest, 20, now())
         .await
         .expect("history")
         .is_empty());
     let past_retention = base + Duration::days(8);
     assert!(audit
-        .recent_messages(&room("r1"), 20, past_retention)
+        .messages(&room("r1"), &HistoryPage::Latest, 20, past_retention)
         .await
         .expect("history")
         .is_empty());
@@ -262,4 +264,133 @@ async fn storage_errors_name_the_operation() {
         .await
         .expect_err("missing table");
     assert!(err.to_string().starts_with("members failed"), "{err}");
+}
+
+#[tokio::test]
+async fn history_pages_before_and_after_a_message_id() {
+    let db = support::db().await;
+    let table = support::table(&db.client, "audit").await;
+    let audit = DynamoAudit::new(db.client.clone(), table);
+    let base = now();
+    let entries: Vec<AuditEntry> = (0..6)
+        .map(|i| message_entry(base, i, &format!("m{i}"), "r1"))
+        .collect();
+    for entry in &entries {
+        audit.record(entry).await.expect("record");
+    }
+    let texts = |messages: Vec<ChatMessage>| -> Vec<String> {
+        messages.into_iter().map(|m| m.text).collect()
+    };
+    let page = |id: usize| entries[id].id.clone();
+    let before = audit
+        .messages(&room("r1"), &HistoryPage::Before(page(4)), 2, base)
+        .await
+        .expect("before");
+    assert_eq!(
+        texts(before),
+        ["m2", "m3"],
+        "the newest older ones, oldest first"
+    );
+    let after = audit
+        .messages(&room("r1"), &HistoryPage::After(page(1)), 3, base)
+        .await
+        .expect("after");
+    assert_eq!(texts(after), ["m2", "m3", "m4"], "the oldest newer ones");
+    let tail = audit
+        .messages(&room("r1"), &HistoryPage::After(page(5)), 3, base)
+        .await
+        .expect("after the last");
+    assert!(tail.is_empty());
+}
+
+#[tokio::test]
+async fn membership_is_read_consistently_and_stale_connections_only_when_old() {
+    let (_db, store) = store().await;
+    let (a, b) = (id("A"), id("B"));
+    store
+        .add(&connection("A", None), &Room::lobby())
+        .await
+        .expect("add");
+    assert!(store
+        .is_member(&a, &Room::lobby(), now())
+        .await
+        .expect("read"));
+    assert!(!store.is_member(&a, &room("r1"), now()).await.expect("read"));
+    assert!(
+        !store
+            .is_member(&a, &Room::lobby(), now() + Duration::hours(4))
+            .await
+            .expect("read"),
+        "past its TTL"
+    );
+    assert!(!store
+        .is_member(&b, &Room::lobby(), now())
+        .await
+        .expect("read"));
+
+    // Registered now: too new to forget on a 410.
+    let cutoff = now() - Duration::seconds(30);
+    assert!(!store.forget_stale(&a, cutoff).await.expect("kept"));
+    assert!(store
+        .is_member(&a, &Room::lobby(), now())
+        .await
+        .expect("read"));
+    // Registered before the cutoff: forgotten, memberships and all.
+    store
+        .join(&a, &room("r1"), now() + Duration::hours(3))
+        .await
+        .expect("join");
+    assert!(store
+        .forget_stale(&a, now() + Duration::seconds(1))
+        .await
+        .expect("forgotten"));
+    assert!(store.rooms_of(&a, now()).await.expect("rooms").is_empty());
+    assert!(store
+        .members(&room("r1"), now())
+        .await
+        .expect("members")
+        .is_empty());
+    // No record at all (memberships left without one) counts as stale.
+    store
+        .join(&b, &room("r2"), now() + Duration::hours(3))
+        .await
+        .expect("join");
+    assert!(store.forget_stale(&b, cutoff).await.expect("forgotten"));
+    assert!(store
+        .members(&room("r2"), now())
+        .await
+        .expect("members")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn rate_state_is_replaced_only_from_what_was_read() {
+    let (_db, store) = store().await;
+    let a = id("A");
+    let expires = now() + Duration::minutes(1);
+    assert_eq!(store.rate_state(&a).await.expect("read"), None);
+    assert!(store
+        .replace_rate_state(&a, None, 100, expires)
+        .await
+        .expect("first"));
+    assert!(
+        !store
+            .replace_rate_state(&a, None, 200, expires)
+            .await
+            .expect("lost"),
+        "someone wrote it first"
+    );
+    assert_eq!(store.rate_state(&a).await.expect("read"), Some(100));
+    assert!(!store
+        .replace_rate_state(&a, Some(99), 300, expires)
+        .await
+        .expect("lost"));
+    assert!(store
+        .replace_rate_state(&a, Some(100), 300, expires)
+        .await
+        .expect("won"));
+    assert_eq!(store.rate_state(&a).await.expect("read"), Some(300));
+    // The state is one of the connection's records: forgetting it takes it too.
+    store.forget(&a).await.expect("forget");
+    assert_eq!(store.rate_state(&a).await.expect("read"), None);
 }

@@ -36,17 +36,26 @@ struct Harness {
 }
 
 async fn harness() -> Harness {
+    harness_with(|_| {}).await
+}
+
+/// A harness whose use-case settings `tweak` changes.
+async fn harness_with(tweak: impl FnOnce(&mut Settings)) -> Harness {
+    let mut settings = Settings::default();
+    tweak(&mut settings);
     let db = support::db().await;
     let connections = support::table(&db.client, "connections").await;
     let audit = support::table(&db.client, "audit").await;
     let (api, url) = support::connections_api().await;
     let sdk = clients::local_sdk_config(Duration::from_secs(5)).await;
+    let store = Arc::new(DynamoStore::new(db.client.clone(), connections));
     let ports = Ports {
-        store: Arc::new(DynamoStore::new(db.client.clone(), connections)),
+        store: store.clone(),
+        rates: store,
         audit: Arc::new(DynamoAudit::new(db.client.clone(), audit)),
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
-        settings: Settings::default(),
+        settings,
     };
     let notifier = ApiGatewayNotifier::new(clients::management(&sdk, &url, Duration::from_secs(5)));
     Harness {
@@ -145,13 +154,18 @@ async fn every_action_works_against_dynamodb_local() {
     h.ask("bob+/", json!({"action": "join", "room": "rust"}))
         .await;
 
-    let reply = h
+    let ack = h
         .send(
             "alice=",
-            json!({"action": "sendmessage", "room": "rust", "text": "hi bob"}),
+            json!({"action": "sendmessage", "room": "rust", "text": "hi bob", "ref": "m1"}),
         )
-        .await;
-    assert_eq!(reply, None, "the sender gets its copy by fan-out");
+        .await
+        .expect("an ack");
+    assert_eq!(ack["type"], "sent", "{ack}");
+    assert_eq!(
+        (ack["room"].clone(), ack["ref"].clone()),
+        (json!("rust"), json!("m1"))
+    );
     for id in ["alice=", "bob+/"] {
         assert_eq!(h.api.frames_to(id).len(), 1, "only the message was posted");
         let frame = h.last(id);
@@ -165,16 +179,25 @@ async fn every_action_works_against_dynamodb_local() {
             "MESSAGE fixture has no authorizer"
         );
         assert!(frame["sentAt"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(
+            (frame["id"].clone(), frame["sentAt"].clone()),
+            (ack["id"].clone(), ack["sentAt"].clone())
+        );
     }
 
-    let reply = h
+    let ack = h
         .send(
             "bob+/",
             json!({"action": "whisper", "to": "alice=", "text": "psst"}),
         )
-        .await;
-    assert_eq!(reply, None, "a delivered whisper needs no answer");
+        .await
+        .expect("an ack");
+    assert_eq!(
+        (ack["type"].clone(), ack["to"].clone()),
+        (json!("sent"), json!("alice="))
+    );
     let whisper = h.last("alice=");
+    assert_eq!(whisper["id"], ack["id"]);
     assert_eq!(
         (whisper["direct"].clone(), whisper["text"].clone()),
         (json!(true), json!("psst"))
@@ -186,6 +209,7 @@ async fn every_action_works_against_dynamodb_local() {
     assert_eq!(history["type"], "history");
     assert_eq!(history["messages"].as_array().map(Vec::len), Some(1));
     assert_eq!(history["messages"][0]["text"], "hi bob");
+    assert_eq!(history["more"], false);
 
     assert_eq!(
         h.ask("alice=", json!({"action": "whoami"})).await,
@@ -241,7 +265,8 @@ async fn errors_reach_only_the_sender() {
 
 #[tokio::test]
 async fn a_gone_member_is_forgotten_and_a_gone_whisper_target_is_reported() {
-    let h = harness().await;
+    // No grace period: every 410 here is a connection that is gone.
+    let h = harness_with(|s| s.new_connection_grace = chrono::Duration::zero()).await;
     h.connect("a", None).await;
     h.connect("stale", None).await;
     h.api.set("stale", Behaviour::Gone);
@@ -269,6 +294,56 @@ async fn a_gone_member_is_forgotten_and_a_gone_whisper_target_is_reported() {
         .await
         .expect("an error reply");
     assert_eq!(reply["code"], "gone");
+}
+
+#[tokio::test]
+async fn a_410_within_the_grace_period_keeps_the_new_connection() {
+    let h = harness().await;
+    h.connect("a", None).await;
+    h.connect("newcomer", None).await;
+    // API Gateway answers 410 while the newcomer's handshake completes.
+    h.api.set("newcomer", Behaviour::Gone);
+    h.send("a", json!({"action": "sendmessage", "text": "hello"}))
+        .await;
+    h.api.set("newcomer", Behaviour::Accept);
+    h.send("a", json!({"action": "sendmessage", "text": "welcome"}))
+        .await;
+    assert_eq!(h.last("newcomer")["text"], "welcome", "still in the lobby");
+    assert_eq!(
+        h.ask("newcomer", json!({"action": "whoami"})).await["rooms"],
+        json!(["lobby"])
+    );
+}
+
+#[tokio::test]
+async fn a_fanout_past_its_deadline_stops_posting_and_still_acks() {
+    let h = harness_with(|s| {
+        s.fanout.concurrency = 4;
+        s.fanout.deadline_margin = Duration::from_millis(500);
+    })
+    .await;
+    h.connect("sender", None).await;
+    for i in 0..99 {
+        h.connect(&format!("member-{i}"), None).await;
+    }
+    // 100 posts of 50 ms, 4 at a time, need 1.25 s; the invocation has 1.5 s, 0.5 s of margin.
+    h.api.latency_ms.store(50, Ordering::SeqCst);
+    let mut payload = fixture("message");
+    payload.request_context.connection_id = Some("sender".into());
+    payload.body = Some(json!({"action": "sendmessage", "text": "too many"}).to_string());
+    let mut context = Context::default();
+    context.deadline = u64::try_from(chrono::Utc::now().timestamp_millis() + 1500).expect("now");
+    let response = handlers::message(&h.messaging, LambdaEvent::new(payload, context))
+        .await
+        .expect("answered");
+    let Some(Body::Text(body)) = response.body else {
+        panic!("a reply body");
+    };
+    let ack: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(ack["type"], "sent", "{ack}");
+    let posted = h.api.requests.load(Ordering::SeqCst);
+    println!("deadline: {posted} of 100 posts started");
+    assert!(posted > 0 && posted < 100, "{posted} posts");
 }
 
 #[tokio::test]

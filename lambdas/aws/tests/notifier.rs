@@ -10,7 +10,7 @@ use realtime_aws::clients;
 use realtime_aws::notifier::ApiGatewayNotifier;
 use realtime_core::fanout::{deliver, FanoutPolicy};
 use realtime_core::ports::{Notifier, NotifyError};
-use realtime_core::ConnectionId;
+use realtime_core::{ConnectionId, Deadline};
 use support::Behaviour;
 
 async fn notifier(url: &str, timeout: Duration) -> ApiGatewayNotifier {
@@ -66,7 +66,14 @@ async fn throttling_is_reported_once_per_call_and_retried_by_the_fanout() {
         base_backoff: Duration::from_millis(5),
         ..FanoutPolicy::default()
     };
-    let report = deliver(&notifier, std::slice::from_ref(&id), b"x", policy).await;
+    let report = deliver(
+        &notifier,
+        std::slice::from_ref(&id),
+        b"x",
+        policy,
+        Deadline::NONE,
+    )
+    .await;
     assert_eq!(report.delivered, 1);
     assert_eq!(api.requests.load(Ordering::SeqCst), 3);
 }
@@ -102,7 +109,7 @@ async fn fanout_through_the_sdk_is_concurrent_up_to_the_bound() {
         ..FanoutPolicy::default()
     };
     let started = Instant::now();
-    let report = deliver(&notifier, &targets, b"x", policy).await;
+    let report = deliver(&notifier, &targets, b"x", policy, Deadline::NONE).await;
     let elapsed = started.elapsed();
     assert_eq!(report.delivered, 256);
     assert_eq!(

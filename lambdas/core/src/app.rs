@@ -3,19 +3,29 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use futures::stream::{self, StreamExt};
 
+use crate::deadline::Deadline;
+use crate::error::{ClientError, ErrorCode};
 use crate::fanout::{self, FanoutPolicy, FanoutReport};
 use crate::model::{
-    iso8601, AuditEntry, AuditEvent, Caller, ChatMessage, Connection, ConnectionId, Room,
+    AuditEntry, AuditEvent, Caller, ChatMessage, Connection, ConnectionId, HistoryPage, Room,
 };
-use crate::ports::{AuditLog, Clock, ConnectionStore, IdSource, Notifier, NotifyError, StoreError};
-use crate::protocol::{self, ClientError, Command, ErrorCode, Reply};
+use crate::ports::{
+    AuditLog, Clock, ConnectionStore, IdSource, Notifier, NotifyError, RateStore, StoreError,
+};
+use crate::protocol::{self, Action, Command, Parsed, Reply, MAX_FRAME_BYTES, MAX_REF_CHARS};
+use crate::rate::RatePolicy;
 
 /// Shortest connection TTL allowed: API Gateway's maximum connection duration.
 pub const MIN_CONNECTION_TTL: Duration = Duration::hours(2);
 
+/// Attempts to take a rate-limit token when concurrent requests of the same connection keep
+/// winning the compare-and-set.
+const ADMIT_ATTEMPTS: u32 = 3;
+
 /// Tunables of the use cases, read from the stage settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
     /// How long connection records live if `$disconnect` never comes (at least 2 h).
     pub connection_ttl: Duration,
@@ -23,6 +33,13 @@ pub struct Settings {
     pub audit_retention: Duration,
     /// How fan-out to a room behaves.
     pub fanout: FanoutPolicy,
+    /// The per-connection rate of `sendmessage`, `whisper` and `join`.
+    pub rate_limit: RatePolicy,
+    /// Rooms one connection may be in at once, the lobby included.
+    pub max_rooms_per_connection: usize,
+    /// A 410 for a connection registered more recently than this does not forget it: API
+    /// Gateway answers 410 until a new connection's handshake has completed.
+    pub new_connection_grace: Duration,
 }
 
 impl Default for Settings {
@@ -31,14 +48,20 @@ impl Default for Settings {
             connection_ttl: Duration::hours(3),
             audit_retention: Duration::days(30),
             fanout: FanoutPolicy::default(),
+            rate_limit: RatePolicy::default(),
+            max_rooms_per_connection: 50,
+            new_connection_grace: Duration::seconds(30),
         }
     }
 }
 
-/// A use case could not complete because an adapter failed.
+/// Why a use case could not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// The connection store or audit log failed.
+    /// The request cannot be served as asked: the client is told why.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The connection store or audit log failed: the client only learns it was our fault.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -48,7 +71,9 @@ pub enum AppError {
 pub struct Ports {
     /// Connections and memberships.
     pub store: Arc<dyn ConnectionStore>,
-    /// The audit log.
+    /// The rate limiter's state.
+    pub rates: Arc<dyn RateStore>,
+    /// Everything that happened, and what `history` reads.
     pub audit: Arc<dyn AuditLog>,
     /// The time.
     pub clock: Arc<dyn Clock>,
@@ -62,19 +87,24 @@ impl Ports {
     /// An audit entry for something that happens now.
     fn entry(&self, caller: &Caller, route: &str, size: usize, event: AuditEvent) -> AuditEntry {
         let at = self.clock.now();
-        self.entry_at(at, self.ids.next_id(at), caller, route, size, event)
+        self.entry_at(at, caller, route, size, event)
     }
 
-    /// An audit entry with a given time and id (a message's own).
+    /// An audit entry at a given time, with a fresh id (or the message's own).
     fn entry_at(
         &self,
         at: DateTime<Utc>,
-        id: String,
         caller: &Caller,
         route: &str,
         size: usize,
         event: AuditEvent,
     ) -> AuditEntry {
+        let id = match &event {
+            AuditEvent::Message(message) | AuditEvent::Whisper { message, .. } => {
+                message.id.clone()
+            }
+            _ => self.ids.next_id(at),
+        };
         AuditEntry {
             id,
             at,
@@ -87,25 +117,24 @@ impl Ports {
         }
     }
 
-    /// A chat message accepted now, with a fresh id, and the time it was accepted.
+    /// A chat message accepted now, with a fresh id.
     fn message(
         &self,
         caller: &Caller,
         room: Option<Room>,
         text: String,
         direct: bool,
-    ) -> (ChatMessage, DateTime<Utc>) {
+    ) -> ChatMessage {
         let at = self.clock.now();
-        let message = ChatMessage {
+        ChatMessage {
             room,
             text,
             from: caller.connection_id.clone(),
             user: caller.user.clone(),
             id: self.ids.next_id(at),
-            sent_at: iso8601(at),
+            sent_at: at,
             direct,
-        };
-        (message, at)
+        }
     }
 
     /// `$connect`: store the connection with its user, join the lobby, audit it.
@@ -150,17 +179,58 @@ impl Ports {
     }
 }
 
-/// What became of one client message: the caller's reply, and what logs and tests need.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// What became of one client message: the caller's one reply, and what logs and tests need.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// The action, when the message named a valid one.
-    pub action: Option<&'static str>,
-    /// The error code of the reply, if it is an error.
-    pub error: Option<ErrorCode>,
+    pub action: Option<Action>,
+    /// The request's `ref`, echoed in the reply.
+    pub reference: Option<String>,
+    /// The API Gateway request id (for the reply that replaces one too large to send).
+    pub request_id: String,
+    /// The frame for the caller, sent back as the route response.
+    pub reply: Reply,
     /// The fan-out, for `sendmessage`.
     pub fanout: Option<FanoutReport>,
-    /// The frame for the caller, sent back as the route response; `None` when there is none.
-    pub reply: Option<Reply>,
+}
+
+impl Outcome {
+    /// The error code of the reply, if it is an error.
+    pub fn error(&self) -> Option<ErrorCode> {
+        match &self.reply {
+            Reply::Error { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The reply as the caller receives it, with its `ref`. Never over API Gateway's message
+    /// quota: a larger one would not be delivered at all, so `internal` goes instead.
+    pub fn frame(&self) -> String {
+        let frame = self.reply.to_json(self.reference.as_deref());
+        if frame.len() <= MAX_FRAME_BYTES {
+            return frame;
+        }
+        tracing::error!(
+            bytes = frame.len(),
+            "the reply is over the 128 KiB message quota: answered as internal"
+        );
+        Reply::error(&ClientError::internal(), &self.request_id).to_json(self.reference.as_deref())
+    }
+}
+
+/// What a command did: the caller's reply and, for a room message, the fan-out.
+struct Done {
+    reply: Reply,
+    fanout: Option<FanoutReport>,
+}
+
+impl From<Reply> for Done {
+    fn from(reply: Reply) -> Self {
+        Self {
+            reply,
+            fanout: None,
+        }
+    }
 }
 
 /// The message routes: every client action. The caller's reply is returned (API Gateway sends
@@ -169,24 +239,6 @@ pub struct Outcome {
 pub struct Messaging {
     ports: Ports,
     notifier: Arc<dyn Notifier>,
-}
-
-/// Why an action could not be carried out.
-enum Failure {
-    Client(ClientError),
-    Store(StoreError),
-}
-
-impl From<ClientError> for Failure {
-    fn from(e: ClientError) -> Self {
-        Failure::Client(e)
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Failure::Store(e)
-    }
 }
 
 impl Messaging {
@@ -200,129 +252,182 @@ impl Messaging {
         &self.ports
     }
 
-    /// Handles one text frame from a client. The reply or error frame for the caller is in
-    /// [`Outcome::reply`], not posted: it travels back as the two-way route's response, which
-    /// saves a signed @connections call per request. It never fails: errors become frames.
-    pub async fn on_message(&self, caller: &Caller, body: &str) -> Outcome {
-        let mut outcome = Outcome::default();
-        let result = match protocol::parse(body) {
-            Ok(command) => {
-                outcome.action = Some(command.action());
-                self.execute(caller, command, body.len(), &mut outcome)
-                    .await
-            }
-            Err(error) => Err(Failure::Client(error)),
+    /// Handles one text frame from a client, within the invocation's `deadline`. The reply
+    /// or error frame for the caller is in [`Outcome::reply`], not posted: it travels back as
+    /// the two-way route's response, which saves a signed @connections call per request. It
+    /// never fails: errors become frames.
+    pub async fn on_message(&self, caller: &Caller, body: &str, deadline: Deadline) -> Outcome {
+        let Parsed { reference, command } = protocol::parse(body);
+        let action = command.as_ref().ok().map(Command::action);
+        let result = match command {
+            Ok(command) => self.execute(caller, command, body.len(), deadline).await,
+            Err(error) => Err(error.into()),
         };
-        outcome.reply = match result {
-            Ok(reply) => reply,
-            Err(Failure::Client(error)) => {
+        let (reply, fanout) = match result {
+            Ok(done) => (done.reply, done.fanout),
+            Err(AppError::Client(error)) => {
                 tracing::info!(code = ?error.code, message = %error.message, "client error");
-                outcome.error = Some(error.code);
-                Some(Reply::error(&error, &caller.request_id))
+                (Reply::error(&error, &caller.request_id), None)
             }
-            Err(Failure::Store(error)) => {
+            Err(AppError::Store(error)) => {
                 // The details stay in the logs: clients only learn that it was our fault.
                 tracing::error!(%error, "storage failed");
-                outcome.error = Some(ErrorCode::Internal);
-                let error = ClientError::new(
-                    ErrorCode::Internal,
-                    "the request could not be completed; quote the requestId when reporting it",
-                );
-                Some(Reply::error(&error, &caller.request_id))
+                (
+                    Reply::error(&ClientError::internal(), &caller.request_id),
+                    None,
+                )
             }
         };
-        outcome
+        Outcome {
+            action,
+            reference,
+            request_id: caller.request_id.clone(),
+            reply,
+            fanout,
+        }
     }
 
-    /// Runs a command; `Ok(None)` when the caller gets no reply (a room message reaches the
-    /// sender by fan-out; a delivered whisper needs no answer).
+    /// Runs a command: the one reply for the caller, and what it did.
     async fn execute(
         &self,
         caller: &Caller,
         command: Command,
         size: usize,
-        outcome: &mut Outcome,
-    ) -> Result<Option<Reply>, Failure> {
+        deadline: Deadline,
+    ) -> Result<Done, AppError> {
         let ports = &self.ports;
-        let route = command.action();
+        let action = command.action();
+        if action.is_rate_limited() {
+            self.admit(&caller.connection_id).await?;
+        }
+        let route = action.name();
         match command {
-            Command::Ping => Ok(Some(Reply::Pong)),
+            Command::Ping => Ok(Reply::Pong.into()),
             Command::WhoAmI => {
                 let rooms = ports
                     .store
                     .rooms_of(&caller.connection_id, ports.clock.now())
                     .await?;
-                Ok(Some(Reply::Identity {
+                Ok(Reply::Identity {
                     connection_id: caller.connection_id.clone(),
                     user: caller.user.clone(),
                     rooms,
-                }))
+                }
+                .into())
             }
-            Command::Join(room) => {
-                let expires_at = ports.clock.now() + ports.settings.connection_ttl;
-                let entry = ports.entry(caller, route, size, AuditEvent::Join(room.clone()));
-                futures::try_join!(
-                    ports.store.join(&caller.connection_id, &room, expires_at),
-                    ports.audit.record(&entry)
-                )?;
-                Ok(Some(Reply::Joined { room }))
-            }
+            Command::Join(room) => self.join(caller, room, size).await,
             Command::Leave(room) => {
                 let entry = ports.entry(caller, route, size, AuditEvent::Leave(room.clone()));
                 futures::try_join!(
                     ports.store.leave(&caller.connection_id, &room),
                     ports.audit.record(&entry)
                 )?;
-                Ok(Some(Reply::Left { room }))
+                Ok(Reply::Left { room }.into())
             }
-            Command::History { room, limit } => {
-                let messages = ports
-                    .audit
-                    .recent_messages(&room, limit, ports.clock.now())
-                    .await?;
-                Ok(Some(Reply::History { room, messages }))
-            }
+            Command::History { room, limit, page } => self.history(room, limit, page).await,
             Command::SendMessage { room, text } => {
-                let report = self.send_to_room(caller, room, text, size).await?;
-                outcome.fanout = Some(report);
-                Ok(None)
+                self.send_to_room(caller, room, text, size, deadline).await
             }
-            Command::Whisper { to, text } => {
-                let (message, at) = ports.message(caller, None, text, true);
-                let event = AuditEvent::Whisper {
-                    to: to.clone(),
-                    message: message.clone(),
-                };
-                let entry = ports.entry_at(at, message.id.clone(), caller, route, size, event);
-                ports.audit.record(&entry).await?;
-                let frame = Reply::Message(message).to_bytes();
-                match fanout::post_with_retry(
-                    self.notifier.as_ref(),
-                    &to,
-                    &frame,
-                    ports.settings.fanout,
-                )
-                .await
-                {
-                    Ok(()) => Ok(None),
-                    Err(NotifyError::Gone) => {
-                        self.forget_stale(std::slice::from_ref(&to)).await;
-                        Err(
-                            ClientError::new(ErrorCode::Gone, format!("connection `{to}` is gone"))
-                                .into(),
-                        )
-                    }
-                    Err(error) => {
-                        tracing::error!(target = %to, %error, "whisper failed");
-                        Err(ClientError::new(
-                            ErrorCode::Internal,
-                            "the message could not be delivered; quote the requestId when reporting it",
-                        )
-                        .into())
-                    }
-                }
+            Command::Whisper { to, text } => self.whisper(caller, to, text, size, deadline).await,
+        }
+    }
+
+    /// Takes one token of the connection's rate limit, or refuses with `rate_limited`.
+    async fn admit(&self, id: &ConnectionId) -> Result<(), AppError> {
+        let ports = &self.ports;
+        let policy = ports.settings.rate_limit;
+        for _ in 0..ADMIT_ATTEMPTS {
+            let now = ports.clock.now();
+            let state = ports.rates.rate_state(id).await?;
+            let next = policy
+                .admit(state, now.timestamp_millis())
+                .map_err(ClientError::rate_limited)?;
+            // The state means nothing once its time has passed: let TTL take it soon after.
+            let expires_at =
+                DateTime::from_timestamp_millis(next).unwrap_or(now) + Duration::minutes(1);
+            if ports
+                .rates
+                .replace_rate_state(id, state, next, expires_at)
+                .await?
+            {
+                return Ok(());
             }
         }
+        // Other requests of this connection keep taking the tokens first: it is busy enough.
+        let wait = u64::try_from(policy.interval_ms()).unwrap_or(1);
+        Err(ClientError::rate_limited(wait).into())
+    }
+
+    /// `join`: idempotent, within the rooms-per-connection limit.
+    async fn join(&self, caller: &Caller, room: Room, size: usize) -> Result<Done, AppError> {
+        let ports = &self.ports;
+        let now = ports.clock.now();
+        let max = ports.settings.max_rooms_per_connection;
+        let rooms = ports.store.rooms_of(&caller.connection_id, now).await?;
+        if !rooms.contains(&room) && rooms.len() >= max {
+            return Err(ClientError::new(
+                ErrorCode::LimitExceeded,
+                format!("a connection may be in at most {max} rooms (the lobby included); leave one before joining `{room}`"),
+            )
+            .into());
+        }
+        let expires_at = now + ports.settings.connection_ttl;
+        let entry = ports.entry(caller, "join", size, AuditEvent::Join(room.clone()));
+        futures::try_join!(
+            ports.store.join(&caller.connection_id, &room, expires_at),
+            ports.audit.record(&entry)
+        )?;
+        Ok(Reply::Joined { room }.into())
+    }
+
+    /// `history`: a page of at most `limit` messages that fits one reply frame.
+    async fn history(&self, room: Room, limit: u32, page: HistoryPage) -> Result<Done, AppError> {
+        let ports = &self.ports;
+        // One more than asked for tells whether there are more.
+        let mut messages = ports
+            .audit
+            .messages(&room, &page, limit + 1, ports.clock.now())
+            .await?;
+        // The latest page and `before` keep the newest messages, `after` the oldest.
+        let keep_newest = !matches!(page, HistoryPage::After(_));
+        let mut more = messages.len() > limit as usize;
+        let envelope = Reply::History {
+            room: room.clone(),
+            messages: Vec::new(),
+            more: true,
+        }
+        .to_json(Some(&"r".repeat(MAX_REF_CHARS)))
+        .len();
+        let mut budget = MAX_FRAME_BYTES.saturating_sub(envelope);
+        let mut fit = 0;
+        let sizes: Vec<usize> = messages.iter().map(protocol::encoded_message_len).collect();
+        let order: Box<dyn Iterator<Item = &usize>> = if keep_newest {
+            Box::new(sizes.iter().rev())
+        } else {
+            Box::new(sizes.iter())
+        };
+        for size in order.take(limit as usize) {
+            // The first always goes in: a page must move on (and any one message fits).
+            if *size > budget && fit > 0 {
+                break;
+            }
+            budget = budget.saturating_sub(*size);
+            fit += 1;
+        }
+        if fit < messages.len() {
+            more = true;
+            if keep_newest {
+                messages.drain(..messages.len() - fit);
+            } else {
+                messages.truncate(fit);
+            }
+        }
+        Ok(Reply::History {
+            room,
+            messages,
+            more,
+        }
+        .into())
     }
 
     /// `sendmessage`: check membership, record the message, deliver it to every member.
@@ -332,51 +437,151 @@ impl Messaging {
         room: Room,
         text: String,
         size: usize,
-    ) -> Result<FanoutReport, Failure> {
+        deadline: Deadline,
+    ) -> Result<Done, AppError> {
         let ports = &self.ports;
-        let members = ports.store.members(&room, ports.clock.now()).await?;
-        if !members.contains(&caller.connection_id) {
+        let now = ports.clock.now();
+        // One consistent read of the caller's own membership: it sees a join made just before,
+        // and a non-member costs no read of the room.
+        if !ports
+            .store
+            .is_member(&caller.connection_id, &room, now)
+            .await?
+        {
             return Err(ClientError::new(
                 ErrorCode::NotMember,
                 format!("join room `{room}` before sending to it"),
             )
             .into());
         }
-        let (message, at) = ports.message(caller, Some(room.clone()), text, false);
-        let event = AuditEvent::Message(message.clone());
-        let entry = ports.entry_at(at, message.id.clone(), caller, "sendmessage", size, event);
+        let mut members = ports.store.members(&room, now).await?;
+        // The room's read may lag the caller's own join: the sender always gets its copy.
+        if !members.contains(&caller.connection_id) {
+            members.push(caller.connection_id.clone());
+        }
+        let message = ports.message(caller, Some(room.clone()), text, false);
+        let entry = ports.entry_at(
+            message.sent_at,
+            caller,
+            "sendmessage",
+            size,
+            AuditEvent::Message(message.clone()),
+        );
         // Recorded before delivery: a message someone saw is always in the history.
         ports.audit.record(&entry).await?;
-        let frame = Reply::Message(message).to_bytes();
-        let report = fanout::deliver(
-            self.notifier.as_ref(),
-            &members,
-            &frame,
-            ports.settings.fanout,
-        )
-        .await;
-        self.forget_stale(&report.gone).await;
+        let frame = Reply::Message(message.clone()).to_bytes();
+        let policy = ports.settings.fanout;
+        let mut report =
+            fanout::deliver(self.notifier.as_ref(), &members, &frame, policy, deadline).await;
+        self.forget_stale(&mut report, deadline).await;
         tracing::info!(
             room = %room,
             members = members.len(),
             delivered = report.delivered,
             gone = report.gone.len(),
+            skipped = report.skipped.len(),
             failed = report.failed.len(),
+            not_attempted = report.not_attempted,
             "fan-out done"
         );
-        Ok(report)
+        if report.not_attempted > 0 {
+            tracing::warn!(
+                not_attempted = report.not_attempted,
+                "the invocation's deadline came before every member was posted to"
+            );
+        }
+        Ok(Done {
+            reply: Reply::Sent {
+                room: Some(room),
+                to: None,
+                id: message.id,
+                sent_at: message.sent_at,
+            },
+            fanout: Some(report),
+        })
     }
 
-    /// Deletes the records of connections the @connections API says are gone.
-    async fn forget_stale(&self, gone: &[ConnectionId]) {
-        use futures::stream::{self, StreamExt};
-        let store = &self.ports.store;
-        stream::iter(gone)
-            .for_each_concurrent(self.ports.settings.fanout.concurrency.max(1), |id| async move {
-                if let Err(error) = store.forget(id).await {
-                    tracing::warn!(connection = %id, %error, "could not forget a gone connection");
+    /// `whisper`: record it, deliver it to its one target.
+    async fn whisper(
+        &self,
+        caller: &Caller,
+        to: ConnectionId,
+        text: String,
+        size: usize,
+        deadline: Deadline,
+    ) -> Result<Done, AppError> {
+        let ports = &self.ports;
+        let message = ports.message(caller, None, text, true);
+        let event = AuditEvent::Whisper {
+            to: to.clone(),
+            message: message.clone(),
+        };
+        let entry = ports.entry_at(message.sent_at, caller, "whisper", size, event);
+        ports.audit.record(&entry).await?;
+        let frame = Reply::Message(message.clone()).to_bytes();
+        let policy = ports.settings.fanout;
+        match fanout::post_with_retry(self.notifier.as_ref(), &to, &frame, policy, deadline).await {
+            Ok(()) => Ok(Reply::Sent {
+                room: None,
+                to: Some(to),
+                id: message.id,
+                sent_at: message.sent_at,
+            }
+            .into()),
+            Err(NotifyError::Gone) => {
+                let mut report = FanoutReport {
+                    gone: vec![to.clone()],
+                    ..FanoutReport::default()
+                };
+                self.forget_stale(&mut report, deadline).await;
+                Err(ClientError::new(
+                    ErrorCode::Gone,
+                    format!("connection `{to}` is not connected"),
+                )
+                .into())
+            }
+            Err(error) => {
+                tracing::error!(target = %to, %error, "whisper failed");
+                Err(ClientError::new(
+                    ErrorCode::Internal,
+                    "the message could not be delivered; quote the requestId when reporting it",
+                )
+                .into())
+            }
+        }
+    }
+
+    /// Deletes the records of the report's gone connections, except those registered within the
+    /// grace period (still connecting) and those the deadline leaves no time for: both move to
+    /// `skipped`.
+    async fn forget_stale(&self, report: &mut FanoutReport, deadline: Deadline) {
+        let ports = &self.ports;
+        let registered_before = ports.clock.now() - ports.settings.new_connection_grace;
+        let margin = ports.settings.fanout.deadline_margin;
+        let store = &ports.store;
+        let gone = std::mem::take(&mut report.gone);
+        let results: Vec<(ConnectionId, bool)> = stream::iter(gone)
+            .map(|id| async move {
+                if deadline.is_within(margin) {
+                    return (id, false);
+                }
+                match store.forget_stale(&id, registered_before).await {
+                    Ok(forgotten) => (id, forgotten),
+                    Err(error) => {
+                        tracing::warn!(connection = %id, %error, "could not forget a gone connection");
+                        (id, false)
+                    }
                 }
             })
+            .buffer_unordered(ports.settings.fanout.concurrency.max(1))
+            .collect()
             .await;
+        for (id, forgotten) in results {
+            if forgotten {
+                report.gone.push(id);
+            } else {
+                report.skipped.push(id);
+            }
+        }
     }
 }

@@ -3,13 +3,21 @@
 //! local gateway.
 
 pub mod app;
+pub mod deadline;
+pub mod error;
 pub mod fanout;
 pub mod memory;
 pub mod model;
 pub mod ports;
 pub mod protocol;
 pub mod random;
+pub mod rate;
 
 pub use app::{AppError, Messaging, Outcome, Ports, Settings};
-pub use model::{AuditEntry, AuditEvent, Caller, ChatMessage, Connection, ConnectionId, Room};
-pub use protocol::{ErrorCode, Reply};
+pub use deadline::Deadline;
+pub use error::{ClientError, ErrorCode};
+pub use model::{
+    AuditEntry, AuditEvent, Caller, ChatMessage, Connection, ConnectionId, HistoryPage, MessageId,
+    Room,
+};
+pub use protocol::{Action, Reply};

@@ -9,8 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::model::{AuditEntry, AuditEvent, ChatMessage, Connection, ConnectionId, Room};
-use crate::ports::{AuditLog, Clock, ConnectionStore, IdSource, Notifier, NotifyError, StoreError};
+use crate::model::{
+    AuditEntry, AuditEvent, ChatMessage, Connection, ConnectionId, HistoryPage, MessageId, Room,
+};
+use crate::ports::{
+    AuditLog, Clock, ConnectionStore, IdSource, Notifier, NotifyError, RateStore, StoreError,
+};
 
 fn poisoned(operation: &'static str) -> StoreError {
     StoreError::new(operation, "in-memory store lock poisoned")
@@ -22,12 +26,20 @@ pub struct MemoryStore {
     inner: Mutex<StoreState>,
     /// When set, every call fails (to test the `internal` error path).
     pub fail: std::sync::atomic::AtomicBool,
+    /// How many of the latest joins `members` does not see yet, as an eventually consistent
+    /// read of DynamoDB may not (the other reads are consistent).
+    pub members_lag: AtomicUsize,
+    /// Calls of `members`: reads of a whole room.
+    pub members_reads: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
 struct StoreState {
     connections: HashMap<ConnectionId, Connection>,
     rooms: BTreeMap<Room, BTreeMap<ConnectionId, DateTime<Utc>>>,
+    /// Memberships in the order they were written, for `members_lag`.
+    joins: Vec<(Room, ConnectionId)>,
+    rates: HashMap<ConnectionId, i64>,
 }
 
 impl MemoryStore {
@@ -77,6 +89,7 @@ impl ConnectionStore for MemoryStore {
             .entry(room.clone())
             .or_default()
             .insert(id.clone(), expires_at);
+        state.joins.push((room.clone(), id.clone()));
         Ok(())
     }
 
@@ -88,12 +101,29 @@ impl ConnectionStore for MemoryStore {
         Ok(())
     }
 
+    async fn is_member(
+        &self,
+        id: &ConnectionId,
+        room: &Room,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let state = self.state("is_member")?;
+        Ok(state
+            .rooms
+            .get(room)
+            .and_then(|members| members.get(id))
+            .is_some_and(|expires| *expires > now))
+    }
+
     async fn members(
         &self,
         room: &Room,
         now: DateTime<Utc>,
     ) -> Result<Vec<ConnectionId>, StoreError> {
+        self.members_reads.fetch_add(1, Ordering::SeqCst);
         let state = self.state("members")?;
+        let lag = self.members_lag.load(Ordering::SeqCst);
+        let unseen = &state.joins[state.joins.len().saturating_sub(lag)..];
         Ok(state
             .rooms
             .get(room)
@@ -101,6 +131,7 @@ impl ConnectionStore for MemoryStore {
                 members
                     .iter()
                     .filter(|(_, expires)| **expires > now)
+                    .filter(|(id, _)| !unseen.iter().any(|(r, c)| r == room && c == *id))
                     .map(|(id, _)| id.clone())
                     .collect()
             })
@@ -124,10 +155,50 @@ impl ConnectionStore for MemoryStore {
     async fn forget(&self, id: &ConnectionId) -> Result<(), StoreError> {
         let mut state = self.state("forget")?;
         state.connections.remove(id);
+        state.rates.remove(id);
         for members in state.rooms.values_mut() {
             members.remove(id);
         }
         Ok(())
+    }
+
+    async fn forget_stale(
+        &self,
+        id: &ConnectionId,
+        registered_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let recent = self
+            .state("forget_stale")?
+            .connections
+            .get(id)
+            .is_some_and(|c| c.connected_at >= registered_before);
+        if recent {
+            return Ok(false);
+        }
+        self.forget(id).await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl RateStore for MemoryStore {
+    async fn rate_state(&self, id: &ConnectionId) -> Result<Option<i64>, StoreError> {
+        Ok(self.state("rate_state")?.rates.get(id).copied())
+    }
+
+    async fn replace_rate_state(
+        &self,
+        id: &ConnectionId,
+        expected: Option<i64>,
+        next: i64,
+        _expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state("replace_rate_state")?;
+        if state.rates.get(id).copied() != expected {
+            return Ok(false);
+        }
+        state.rates.insert(id.clone(), next);
+        Ok(true)
     }
 }
 
@@ -154,27 +225,35 @@ impl AuditLog for MemoryAudit {
         Ok(())
     }
 
-    async fn recent_messages(
+    async fn messages(
         &self,
         room: &Room,
+        page: &HistoryPage,
         limit: u32,
         now: DateTime<Utc>,
     ) -> Result<Vec<ChatMessage>, StoreError> {
-        let entries = self
-            .entries
-            .lock()
-            .map_err(|_| poisoned("recent_messages"))?;
+        let entries = self.entries.lock().map_err(|_| poisoned("messages"))?;
         let mut messages: Vec<ChatMessage> = entries
             .iter()
-            .rev()
             .filter(|entry| entry.expires_at > now)
             .filter_map(|entry| match &entry.event {
                 AuditEvent::Message(m) if m.room.as_ref() == Some(room) => Some(m.clone()),
                 _ => None,
             })
-            .take(limit as usize)
+            .filter(|m| match page {
+                HistoryPage::Latest => true,
+                HistoryPage::Before(id) => m.id < *id,
+                HistoryPage::After(id) => m.id > *id,
+            })
             .collect();
-        messages.reverse();
+        // Ids sort as DynamoDB's sort keys do.
+        messages.sort_by(|a, b| a.id.cmp(&b.id));
+        let limit = limit as usize;
+        if matches!(page, HistoryPage::After(_)) {
+            messages.truncate(limit);
+        } else {
+            messages.drain(..messages.len().saturating_sub(limit));
+        }
         Ok(messages)
     }
 }
@@ -288,12 +367,19 @@ impl Clock for FixedClock {
     }
 }
 
-/// Ids `m1`, `m2`, ... in order.
+/// Ids of the real format, predictable: the time, then 1, 2, 3, ... in place of random bits.
 #[derive(Debug, Default)]
 pub struct SequentialIds(AtomicU64);
 
+impl SequentialIds {
+    /// The id the `n`th call (from 1) makes at `at`.
+    pub fn nth(at: DateTime<Utc>, n: u64) -> MessageId {
+        MessageId::new(at, n)
+    }
+}
+
 impl IdSource for SequentialIds {
-    fn next_id(&self, _now: DateTime<Utc>) -> String {
-        format!("m{}", self.0.fetch_add(1, Ordering::SeqCst) + 1)
+    fn next_id(&self, now: DateTime<Utc>) -> MessageId {
+        Self::nth(now, self.0.fetch_add(1, Ordering::SeqCst) + 1)
     }
 }

@@ -3,9 +3,12 @@
 use std::fmt;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
-use crate::protocol::{ClientError, ErrorCode, LOBBY};
+use crate::error::{quoted, ClientError, ErrorCode};
+
+/// The room every connection joins at `$connect`, and where `sendmessage` without a room goes.
+pub const LOBBY: &str = "lobby";
 
 /// An API Gateway connection id (opaque, e.g. `L0SM9cOFvHcCIhw=`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -56,11 +59,11 @@ impl Room {
         if valid {
             Ok(Self(name.to_owned()))
         } else {
-            let shown: String = name.chars().take(Self::MAX_LEN + 1).collect();
             Err(ClientError::new(
                 ErrorCode::Invalid,
                 format!(
-                    "room `{shown}` is not valid: use 1 to {} letters, digits, `_` or `-`",
+                    "room `{}` is not valid: use 1 to {} letters, digits, `_` or `-`",
+                    quoted(name, Self::MAX_LEN),
                     Self::MAX_LEN
                 ),
             ))
@@ -82,6 +85,77 @@ impl fmt::Display for Room {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// A message id: 12 hex digits of the epoch milliseconds at which the server accepted the
+/// message, then 16 random ones. Ids therefore sort by time, and a page boundary (`before`,
+/// `after`) can be found from the id alone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MessageId(String);
+
+impl MessageId {
+    /// Characters in an id.
+    pub const LEN: usize = 28;
+
+    /// The id of something accepted at `at`, made unique by `random`.
+    pub fn new(at: DateTime<Utc>, random: u64) -> Self {
+        let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        Self(format!("{millis:012x}{random:016x}"))
+    }
+
+    /// Checks an id a client sent in `field`.
+    pub fn parse(field: &str, text: &str) -> Result<Self, ClientError> {
+        let valid = text.len() == Self::LEN
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if valid {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(ClientError::new(
+                ErrorCode::Invalid,
+                format!(
+                    "`{field}` must be a message id ({} lower-case hex digits), not `{}`",
+                    Self::LEN,
+                    quoted(text, Self::LEN)
+                ),
+            ))
+        }
+    }
+
+    /// An id read back from storage, where only ids this code made are kept.
+    pub fn from_stored(id: String) -> Self {
+        Self(id)
+    }
+
+    /// When the message was accepted, from the id's first digits.
+    pub fn accepted_at(&self) -> Option<DateTime<Utc>> {
+        let millis = i64::from_str_radix(self.0.get(..12)?, 16).ok()?;
+        DateTime::from_timestamp_millis(millis)
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which messages of a room `history` returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryPage {
+    /// The newest ones.
+    Latest,
+    /// The newest ones older than this message.
+    Before(MessageId),
+    /// The oldest ones newer than this message.
+    After(MessageId),
 }
 
 /// Who is calling: the connection, the API Gateway request, and the authenticated user if any.
@@ -107,11 +181,11 @@ pub struct ChatMessage {
     pub from: ConnectionId,
     /// The sender's user, or null.
     pub user: Option<String>,
-    /// A unique, time-ordered message id.
-    pub id: String,
-    /// When the server accepted the message (ISO-8601, UTC, milliseconds).
-    #[serde(rename = "sentAt")]
-    pub sent_at: String,
+    /// Its id, ordered by the time it was accepted.
+    pub id: MessageId,
+    /// When the server accepted the message; sent as ISO-8601 in UTC with milliseconds.
+    #[serde(rename = "sentAt", serialize_with = "serialize_iso8601")]
+    pub sent_at: DateTime<Utc>,
     /// True for a whisper.
     #[serde(skip_serializing_if = "is_false", default)]
     pub direct: bool,
@@ -119,6 +193,14 @@ pub struct ChatMessage {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// Writes a time as [`iso8601`] does (for serde).
+pub fn serialize_iso8601<S: Serializer>(
+    time: &DateTime<Utc>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&iso8601(*time))
 }
 
 /// Formats a time as the protocol does: ISO-8601 in UTC with milliseconds.
@@ -202,8 +284,8 @@ impl AuditEvent {
 /// One entry of the audit log: who, when, which route, what, how large.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
-    /// A unique, time-ordered id (the message id for messages).
-    pub id: String,
+    /// A unique, time-ordered id (the message's own for messages).
+    pub id: MessageId,
     /// When it happened.
     pub at: DateTime<Utc>,
     /// The connection that caused it.

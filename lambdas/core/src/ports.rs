@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::model::{AuditEntry, ChatMessage, Connection, ConnectionId, Room};
+use crate::model::{
+    AuditEntry, ChatMessage, Connection, ConnectionId, HistoryPage, MessageId, Room,
+};
 
 /// A boxed error from an adapter, kept for logs.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -44,13 +46,22 @@ pub trait ConnectionStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Ends the connection's membership of the room (idempotent).
     async fn leave(&self, id: &ConnectionId, room: &Room) -> Result<(), StoreError>;
-    /// The live members of a room (records past their TTL excluded).
+    /// Whether the connection is a live member of the room, read consistently: a membership
+    /// written just before is seen.
+    async fn is_member(
+        &self,
+        id: &ConnectionId,
+        room: &Room,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// The live members of a room (records past their TTL excluded). May lag the latest joins
+    /// and leaves (an eventually consistent read): fan-out only.
     async fn members(
         &self,
         room: &Room,
         now: DateTime<Utc>,
     ) -> Result<Vec<ConnectionId>, StoreError>;
-    /// The rooms a connection is a live member of, sorted by name.
+    /// The rooms a connection is a live member of, sorted by name, read consistently.
     async fn rooms_of(
         &self,
         id: &ConnectionId,
@@ -58,6 +69,31 @@ pub trait ConnectionStore: Send + Sync {
     ) -> Result<Vec<Room>, StoreError>;
     /// Deletes every record of the connection: itself and all its memberships.
     async fn forget(&self, id: &ConnectionId) -> Result<(), StoreError>;
+    /// Deletes every record of a connection the @connections API called gone, unless it was
+    /// registered at or after `registered_before` (API Gateway answers 410 while a connection
+    /// is still being established). True when its records were deleted.
+    async fn forget_stale(
+        &self,
+        id: &ConnectionId,
+        registered_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// The per-connection rate limiter's state: one number per connection, the time (epoch ms)
+/// at which its bucket is full again. Written only with a compare-and-set, so that concurrent
+/// invocations for one connection cannot both take the last token.
+#[async_trait]
+pub trait RateStore: Send + Sync {
+    /// The connection's stored state, read consistently; `None` when it has none.
+    async fn rate_state(&self, id: &ConnectionId) -> Result<Option<i64>, StoreError>;
+    /// Replaces the state if it is still `expected`; false when another request changed it.
+    async fn replace_rate_state(
+        &self,
+        id: &ConnectionId,
+        expected: Option<i64>,
+        next: i64,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The audit log: every connect, disconnect and state-changing message.
@@ -65,10 +101,13 @@ pub trait ConnectionStore: Send + Sync {
 pub trait AuditLog: Send + Sync {
     /// Appends an entry.
     async fn record(&self, entry: &AuditEntry) -> Result<(), StoreError>;
-    /// The last `limit` messages of a room, oldest first.
-    async fn recent_messages(
+    /// Up to `limit` messages of a room within retention, oldest first: the newest ones
+    /// ([`HistoryPage::Latest`], [`HistoryPage::Before`]) or the oldest ones after a message
+    /// ([`HistoryPage::After`]).
+    async fn messages(
         &self,
         room: &Room,
+        page: &HistoryPage,
         limit: u32,
         now: DateTime<Utc>,
     ) -> Result<Vec<ChatMessage>, StoreError>;
@@ -120,17 +159,16 @@ impl Clock for SystemClock {
 
 /// Unique ids for messages and audit entries (a port so that tests can predict them).
 pub trait IdSource: Send + Sync {
-    /// A new id that sorts after ids made earlier at a coarser time.
-    fn next_id(&self, now: DateTime<Utc>) -> String;
+    /// A new id for something accepted at `now`; it sorts after ids of earlier milliseconds.
+    fn next_id(&self, now: DateTime<Utc>) -> MessageId;
 }
 
-/// Time-ordered random ids: 12 hex digits of epoch milliseconds, then 16 random hex digits.
+/// Time-ordered ids made unique by 64 random bits.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RandomIds;
 
 impl IdSource for RandomIds {
-    fn next_id(&self, now: DateTime<Utc>) -> String {
-        let millis = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-        format!("{millis:012x}{:016x}", crate::random::next_u64())
+    fn next_id(&self, now: DateTime<Utc>) -> MessageId {
+        MessageId::new(now, crate::random::next_u64())
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use realtime_core::fanout::{deliver, FanoutPolicy};
 use realtime_core::memory::MemoryNotifier;
-use realtime_core::ConnectionId;
+use realtime_core::{ConnectionId, Deadline};
 
 fn targets(n: usize) -> Vec<ConnectionId> {
     (0..n)
@@ -22,7 +22,7 @@ async fn concurrency_is_bounded_and_used() {
         ..FanoutPolicy::default()
     };
     let started = Instant::now();
-    let report = deliver(&notifier, &targets(64), b"x", policy).await;
+    let report = deliver(&notifier, &targets(64), b"x", policy, Deadline::NONE).await;
     let elapsed = started.elapsed();
     assert_eq!(report.delivered, 64);
     assert_eq!(
@@ -41,7 +41,14 @@ async fn gone_and_failed_targets_are_reported_apart() {
     let all = targets(5);
     notifier.mark_gone(&all[1]);
     notifier.mark_gone(&all[3]);
-    let report = deliver(&notifier, &all, b"x", FanoutPolicy::default()).await;
+    let report = deliver(
+        &notifier,
+        &all,
+        b"x",
+        FanoutPolicy::default(),
+        Deadline::NONE,
+    )
+    .await;
     assert_eq!(report.delivered, 3);
     let mut gone = report.gone.clone();
     gone.sort();
@@ -58,7 +65,7 @@ async fn throttles_give_up_after_max_attempts() {
         base_backoff: Duration::from_millis(1),
         ..FanoutPolicy::default()
     };
-    let report = deliver(&notifier, &targets(1), b"x", policy).await;
+    let report = deliver(&notifier, &targets(1), b"x", policy, Deadline::NONE).await;
     assert_eq!(report.failed.len(), 1);
     assert_eq!(notifier.attempts.load(Ordering::SeqCst), 3);
 }

@@ -595,8 +595,20 @@ async fn real_template_gives_every_route_and_table() {
         .api("dev", &local)
         .expect("the synthesized template is usable");
     let lifecycle = ["$connect", "$disconnect"];
-    let message_routes = realtime_core::protocol::ACTIONS.iter().chain(&["$default"]);
-    for key in lifecycle.iter().chain(message_routes.clone()) {
+    // The stack routes exactly the protocol's actions (derived from its Request enum).
+    let actions: Vec<&str> = realtime_core::Action::all().map(|a| a.name()).collect();
+    let mut routed: Vec<&str> = api
+        .routes
+        .keys()
+        .map(String::as_str)
+        .filter(|key| !key.starts_with('$'))
+        .collect();
+    routed.sort_unstable();
+    let mut expected = actions.clone();
+    expected.sort_unstable();
+    assert_eq!(routed, expected, "the template's action routes");
+    let message_routes: Vec<&str> = actions.into_iter().chain(["$default"]).collect();
+    for key in lifecycle.iter().chain(&message_routes) {
         let route = api
             .routes
             .get(*key)
@@ -604,7 +616,7 @@ async fn real_template_gives_every_route_and_table() {
         assert!(route.target.is_some(), "route {key} has no integration");
     }
     // The message handler answers its caller in the route response.
-    for key in message_routes {
+    for key in &message_routes {
         assert!(api.routes[*key].two_way, "route {key} is not two-way");
     }
     for key in lifecycle {
