@@ -11,6 +11,19 @@
   const MAX_TEXT_BYTES = 32 * 1024;
   const ROOM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
   const HISTORY_LIMIT = 50;
+  /** Pages asked for when catching up after a reconnect (the protocol's largest). */
+  const RESUME_PAGE_LIMIT = 100;
+  /** Catching up stops after this many pages: then the latest page is loaded instead. */
+  const RESUME_MAX_PAGES = 10;
+  /**
+   * A slow fan-out can deliver a message after a newer one: resuming starts this much before
+   * the newest message seen (known ids are skipped), so nothing sent in between is lost.
+   */
+  const RESUME_SLACK_MS = 30_000;
+  /** A join refused as too fast is asked again after the server's delay, at most this often. */
+  const JOIN_RETRIES = 5;
+  /** Rate-limit errors within this long are counted on one notice rather than each shown. */
+  const RATE_NOTICE_MS = 10_000;
   /** Reconnect delays grow from the first to the last, each with jitter. */
   const BACKOFF_FIRST_MS = 500;
   const BACKOFF_MAX_MS = 30000;
@@ -35,6 +48,7 @@
     joinRoom: $('join-room'),
     title: $('conversation-title'),
     leave: $('leave'),
+    older: $('load-older'),
     log: $('log'),
     sendForm: $('send-form'),
     text: $('text'),
@@ -47,7 +61,8 @@
 
   /**
    * Conversations by key: `#room` for a room, `@connectionId` for direct messages.
-   * Each holds its items (messages and notices) in order, and a count of unread ones.
+   * Each holds its items (messages and notices) in order, the message ids it has seen, a count
+   * of unread ones, and (rooms) whether the server has older messages than those shown.
    */
   const conversations = new Map();
   const state = {
@@ -57,15 +72,21 @@
     attempt: 0,
     reconnectTimer: 0,
     pingTimer: 0,
-    pingSentAt: 0,
     openedAt: 0,
     connectionId: '',
     user: null,
+    /** Every connection id this page has had: its messages are ours after a reconnect too. */
+    ownConnections: new Set(),
     /** Rooms this client means to be in; rejoined after a reconnect. */
     rooms: new Set([LOBBY]),
     active: '#' + LOBBY,
     /** Users seen per connection id, to name direct conversations. */
     names: new Map(),
+    /** Requests of this connection awaiting their reply, by `ref`. */
+    requests: new Map(),
+    nextRef: 0,
+    /** The notice that counts the latest rate-limit errors. */
+    rateNotice: null,
   };
 
   // ---- connection ----
@@ -127,6 +148,7 @@
     const socket = state.socket;
     state.socket = null;
     stopPing();
+    abandonRequests();
     if (socket && socket.readyState <= WebSocket.OPEN) socket.close(1000, 'client closed');
   }
 
@@ -144,10 +166,12 @@
     state.openedAt = Date.now();
     setStatus('open', 'Connected');
     if (state.attempt > 0) notice('info', 'Reconnected.');
-    // A new connection is in the lobby only: join the other rooms again.
+    // A new connection is in the lobby only: join the other rooms again. Each room catches up
+    // once it is joined (the lobby at once): what was sent while the page was away comes
+    // through `history` with `after`.
     for (const room of state.rooms) {
-      if (room === LOBBY) requestHistory(LOBBY);
-      else send({ action: 'join', room });
+      if (room === LOBBY) requestRoomHistory(LOBBY);
+      else joinRoom(room, { rejoin: true });
     }
     send({ action: 'whoami' });
     startPing();
@@ -157,6 +181,7 @@
     if (socket !== state.socket) return;
     state.socket = null;
     stopPing();
+    abandonRequests();
     setIdentity('', null);
     const opened = state.openedAt > 0;
     const stable = opened && Date.now() - state.openedAt >= STABLE_AFTER_MS;
@@ -171,6 +196,29 @@
         + '(a missing, expired or invalid token is refused with 401 or 403).');
     }
     scheduleReconnect();
+  }
+
+  /**
+   * The connection is gone: its replies will never come. Messages still waiting for their
+   * confirmation are marked not confirmed; they are never sent again on their own (the server
+   * may have stored them, and a resend could show them twice).
+   */
+  function abandonRequests() {
+    for (const request of state.requests.values()) {
+      const item = request.item;
+      if (!item || item.state !== 'pending') continue;
+      if (item.message.id) {
+        // Its copy came back from the room: the server has it, only the reply was lost.
+        setItemState(item, 'sent');
+      } else {
+        item.unconfirmed = true;
+        setItemState(item, 'failed', 'Not confirmed: the connection dropped before the server '
+          + 'answered. It may or may not have been delivered, and was not sent again.');
+      }
+    }
+    state.requests.clear();
+    for (const conversation of conversations.values()) conversation.loadingOlder = false;
+    renderOlderButton();
   }
 
   function describeClose(event) {
@@ -198,10 +246,7 @@
 
   function startPing() {
     stopPing();
-    state.pingTimer = setInterval(() => {
-      state.pingSentAt = performance.now();
-      send({ action: 'ping' });
-    }, pingSeconds * 1000);
+    state.pingTimer = setInterval(() => send({ action: 'ping' }, {}, { quiet: true }), pingSeconds * 1000);
   }
 
   function stopPing() {
@@ -209,19 +254,71 @@
     state.pingTimer = 0;
   }
 
-  /** Sends a request; false (with a notice) when there is no open connection. */
-  function send(request) {
+  /**
+   * Sends a request with a fresh `ref`, remembering `context` until its reply or error (which
+   * echo the ref) arrives. Returns the ref; '' (with a notice) when there is no open connection.
+   */
+  function send(request, context = {}, { quiet = false } = {}) {
     const socket = state.socket;
     if (!socket || socket.readyState !== WebSocket.OPEN) {
-      notice('error', 'Not connected: the request was not sent.');
-      return false;
+      if (!quiet) notice('error', 'Not connected: the request was not sent.');
+      return '';
     }
-    socket.send(JSON.stringify(request));
-    return true;
+    state.nextRef += 1;
+    const ref = `r${state.nextRef}`;
+    state.requests.set(ref, { ...context, action: request.action, sentAt: performance.now() });
+    socket.send(JSON.stringify({ ...request, ref }));
+    return ref;
   }
 
-  function requestHistory(room) {
-    send({ action: 'history', room, limit: HISTORY_LIMIT });
+  /** The request a reply or an error answers (and forgets it), or null. */
+  function takeRequest(frame) {
+    if (typeof frame.ref !== 'string') return null;
+    const request = state.requests.get(frame.ref) || null;
+    state.requests.delete(frame.ref);
+    return request;
+  }
+
+  function joinRoom(room, { rejoin = false, tries = 0 } = {}) {
+    return send({ action: 'join', room }, { room, rejoin, tries });
+  }
+
+  /** A room's history: the catch-up after a reconnect when messages were seen, else the latest page. */
+  function requestRoomHistory(room) {
+    const conversation = conversations.get('#' + room);
+    const after = conversation ? resumePoint(conversation) : '';
+    if (after) {
+      send({ action: 'history', room, after, limit: RESUME_PAGE_LIMIT }, { kind: 'resume', room, pages: 1 });
+    } else {
+      requestLatest(room);
+    }
+  }
+
+  function requestLatest(room) {
+    send({ action: 'history', room, limit: HISTORY_LIMIT }, { kind: 'latest', room });
+  }
+
+  /**
+   * Where to catch up from: the newest message seen that is at least RESUME_SLACK_MS older than
+   * the newest one seen, or else the oldest one seen; '' when none was seen.
+   */
+  function resumePoint(conversation) {
+    const seen = [];
+    for (const item of conversation.items) {
+      if (item.kind !== 'message' || !item.message.id) continue;
+      const time = Date.parse(item.message.sentAt);
+      if (!Number.isNaN(time)) seen.push({ id: item.message.id, time });
+    }
+    if (seen.length === 0) return '';
+    const newest = Math.max(...seen.map((m) => m.time));
+    let point = null;
+    for (const message of seen) {
+      if (message.time <= newest - RESUME_SLACK_MS && (!point || message.time > point.time)) point = message;
+    }
+    if (!point) {
+      for (const message of seen) if (!point || message.time < point.time) point = message;
+    }
+    return point.id;
   }
 
   // ---- frames from the server ----
@@ -245,11 +342,12 @@
     }
     switch (frame.type) {
       case 'message': onMessage(frame); break;
-      case 'joined': onJoined(frame.room); break;
-      case 'left': onLeft(frame.room); break;
+      case 'sent': onSent(frame); break;
+      case 'joined': onJoined(frame); break;
+      case 'left': onLeft(frame); break;
       case 'history': onHistory(frame); break;
       case 'identity': onIdentity(frame); break;
-      case 'pong': onPong(); break;
+      case 'pong': onPong(frame); break;
       case 'error': onError(frame); break;
       case undefined:
         // API Gateway's own frames have no type: {"message": "Forbidden" | "Internal server error", ...}.
@@ -265,27 +363,78 @@
 
   function onMessage(message) {
     if (message.user && message.from) state.names.set(message.from, message.user);
-    if (message.direct) {
-      const key = '@' + message.from;
-      ensureConversation(key);
-      addItem(key, { kind: 'message', message });
-    } else {
-      const room = message.room || LOBBY;
-      ensureConversation('#' + room);
-      addItem('#' + room, { kind: 'message', message });
-    }
+    const key = message.direct ? '@' + message.from : '#' + (message.room || LOBBY);
+    const conversation = ensureConversation(key);
+    if (message.id && conversation.ids.has(message.id)) return;
+    // The room's copy of our own message, ahead of its `sent`: it becomes the pending item.
+    if (!message.direct && adoptCopy(conversation, message)) return;
+    addItem(key, { kind: 'message', message });
   }
 
-  function onJoined(room) {
+  /** Gives a pending item of ours the copy the room sent back; true when one took it. */
+  function adoptCopy(conversation, message) {
+    if (!message.id || !state.connectionId || message.from !== state.connectionId) return false;
+    const item = conversation.items.find((candidate) => candidate.state === 'pending' && !candidate.to
+      && !candidate.message.id && candidate.message.text === message.text);
+    if (!item) return false;
+    item.message = { ...message };
+    conversation.ids.add(message.id);
+    renderItemAgain(item);
+    return true;
+  }
+
+  /** `sent`: the server stored a message (and, for a room, fanned it out) under this id. */
+  function onSent(frame) {
+    const request = takeRequest(frame);
+    if (!request || !request.item) return;
+    let item = request.item;
+    const conversation = conversations.get(item.key);
+    if (!conversation || typeof frame.id !== 'string' || !frame.id) {
+      setItemState(item, 'sent');
+      return;
+    }
+    if (item.message.id !== frame.id) {
+      const holder = conversation.items.find((other) => other !== item && other.kind === 'message'
+        && other.message.id === frame.id);
+      if (holder && holder.state === 'pending' && state.requests.has(holder.ref)) {
+        // Two pending items with the same text each took the other's copy: swap their requests.
+        state.requests.get(holder.ref).item = item;
+        [item.ref, holder.ref] = [holder.ref, item.ref];
+        item = holder;
+      } else if (holder) {
+        // The copy arrived first and was shown on its own: it replaces the pending item.
+        if (item.message.id) {
+          delete item.state;
+          renderItemAgain(item);
+        } else {
+          removeItem(conversation, item);
+        }
+        holder.mine = true;
+        holder.ref = frame.ref;
+        item = holder;
+      }
+    }
+    item.message.id = frame.id;
+    if (typeof frame.sentAt === 'string') item.message.sentAt = frame.sentAt;
+    conversation.ids.add(frame.id);
+    setItemState(item, 'sent');
+  }
+
+  function onJoined(frame) {
+    takeRequest(frame);
+    const room = frame.room;
+    if (typeof room !== 'string') return;
     const fresh = !state.rooms.has(room);
     state.rooms.add(room);
     ensureConversation('#' + room);
     if (fresh) setActive('#' + room);
-    requestHistory(room);
+    requestRoomHistory(room);
     renderConversations();
   }
 
-  function onLeft(room) {
+  function onLeft(frame) {
+    takeRequest(frame);
+    const room = frame.room;
     state.rooms.delete(room);
     const key = '#' + room;
     conversations.delete(key);
@@ -295,23 +444,47 @@
   }
 
   function onHistory(frame) {
-    const key = '#' + frame.room;
-    ensureConversation(key);
-    const messages = Array.isArray(frame.messages) ? frame.messages : [];
+    const request = takeRequest(frame) || { kind: 'latest' };
+    const room = typeof frame.room === 'string' ? frame.room : request.room;
+    if (!room) return;
+    const key = '#' + room;
+    // A reply for a room left meanwhile is of no use.
+    if (!conversations.has(key) && !state.rooms.has(room)) return;
+    const conversation = ensureConversation(key);
+    const messages = Array.isArray(frame.messages) ? frame.messages.filter((m) => m && typeof m === 'object') : [];
     for (const message of messages) {
       if (message.user && message.from) state.names.set(message.from, message.user);
     }
-    mergeMessages(key, messages);
+    mergeMessages(key, messages, { keepScroll: request.kind === 'older' });
+    if (request.kind === 'resume') {
+      const last = messages[messages.length - 1];
+      if (frame.more === true && last && last.id) {
+        if (request.pages >= RESUME_MAX_PAGES) {
+          notice('info', `Many messages arrived in #${room} meanwhile: showing the latest (older ones may be missing).`);
+          requestLatest(room);
+        } else {
+          send({ action: 'history', room, after: last.id, limit: RESUME_PAGE_LIMIT },
+            { kind: 'resume', room, pages: request.pages + 1 });
+        }
+      }
+      return;
+    }
+    // The latest page, or an older one: whether the server has still older messages.
+    conversation.more = frame.more === true;
+    conversation.loadingOlder = false;
+    renderOlderButton();
   }
 
   function onIdentity(frame) {
+    takeRequest(frame);
     setIdentity(frame.connectionId || '', frame.user ?? null);
+    if (frame.connectionId) state.ownConnections.add(frame.connectionId);
     // The server's view wins: rooms it says we are in appear here, with their history.
     for (const room of frame.rooms || []) {
       if (!state.rooms.has(room)) {
         state.rooms.add(room);
         ensureConversation('#' + room);
-        requestHistory(room);
+        requestRoomHistory(room);
       }
     }
     renderConversations();
@@ -319,27 +492,98 @@
     renderLog();
   }
 
-  function onPong() {
-    if (!state.pingSentAt) return;
-    const ms = Math.round(performance.now() - state.pingSentAt);
-    state.pingSentAt = 0;
-    ui.latency.textContent = `ping ${ms} ms`;
+  function onPong(frame) {
+    const request = takeRequest(frame);
+    if (!request) return;
+    ui.latency.textContent = `ping ${Math.round(performance.now() - request.sentAt)} ms`;
   }
 
   function onError(frame) {
-    const code = frame.code || 'error';
-    notice('error', `${code}: ${frame.message || 'the request failed'}${requestRef(frame)}`, code);
+    const request = takeRequest(frame);
+    const code = typeof frame.code === 'string' && frame.code ? frame.code : 'error';
+    let text = describeError(code, frame) + requestRef(frame);
+    if (request && request.action === 'join') {
+      if (code === 'rate_limited' && request.tries < JOIN_RETRIES) {
+        // Joining twice is harmless: ask again once the server allows it, without a word.
+        const socket = state.socket;
+        const delay = retryAfter(frame) + Math.round(Math.random() * 200);
+        setTimeout(() => {
+          if (state.socket === socket) joinRoom(request.room, { rejoin: request.rejoin, tries: request.tries + 1 });
+        }, delay);
+        return;
+      }
+      if (request.rejoin) {
+        // Not a member on this connection: stop asking for it on every reconnect.
+        state.rooms.delete(request.room);
+        text = `Could not rejoin #${request.room}: ${text}`;
+      }
+    }
+    if (request && request.kind === 'resume') {
+      // The resume point is not usable: fall back to the latest page.
+      requestLatest(request.room);
+    }
+    if (request && request.kind === 'older') {
+      const conversation = conversations.get('#' + request.room);
+      if (conversation) conversation.loadingOlder = false;
+      renderOlderButton();
+    }
+    if (request && request.item) {
+      // The notice tells how long to wait; the item only why it was not sent.
+      setItemState(request.item, 'failed', code === 'rate_limited'
+        ? 'too many messages at once; wait a moment, then send it again.' : text);
+      // The item says it; a notice too only where it is not seen, and for the rate limit.
+      if (code !== 'rate_limited' && request.item.key === state.active) return;
+    }
+    if (code === 'rate_limited') rateNotice(text);
+    else notice('error', text, code);
+  }
+
+  /** What an error means, in words; the raw code only for the codes without their own words. */
+  function describeError(code, frame) {
+    const message = typeof frame.message === 'string' && frame.message ? frame.message : 'the request failed';
+    if (code === 'rate_limited') {
+      const wait = Number(frame.retryAfterMs) > 0 ? `try again in ${seconds(Number(frame.retryAfterMs))}` : 'try again in a moment';
+      return `Slow down: too many messages at once; ${wait}.`;
+    }
+    if (code === 'limit_exceeded') return `Room limit reached: ${message}`;
+    return `${code}: ${message}`;
+  }
+
+  function retryAfter(frame) {
+    const ms = Number(frame.retryAfterMs);
+    return Number.isFinite(ms) && ms > 0 ? Math.min(ms, 60_000) : 1000;
+  }
+
+  function seconds(ms) {
+    const s = ms / 1000;
+    return s < 10 ? `${(Math.ceil(s * 10) / 10).toFixed(1)} s` : `${Math.ceil(s)} s`;
   }
 
   function requestRef(frame) {
     return frame.requestId ? ` (request ${frame.requestId})` : '';
   }
 
+  /** One notice for a run of rate-limit errors, counting them, rather than one each. */
+  function rateNotice(text) {
+    const last = state.rateNotice;
+    const conversation = conversations.get(state.active);
+    if (last && last.key === state.active && Date.now() - last.since < RATE_NOTICE_MS
+        && conversation && conversation.items.includes(last.item)) {
+      last.item.count += 1;
+      last.item.text = `${text} ${last.item.count} requests were refused.`;
+      renderItemAgain(last.item);
+      return;
+    }
+    const item = notice('error', text, 'rate_limited');
+    item.count = 1;
+    state.rateNotice = { key: state.active, item, since: Date.now() };
+  }
+
   // ---- conversations ----
 
   function ensureConversation(key) {
     if (!conversations.has(key)) {
-      conversations.set(key, { items: [], ids: new Set(), unread: 0 });
+      conversations.set(key, { items: [], ids: new Set(), unread: 0, more: false, loadingOlder: false });
       renderConversations();
     }
     return conversations.get(key);
@@ -351,6 +595,7 @@
       if (conversation.ids.has(item.message.id)) return;
       conversation.ids.add(item.message.id);
     }
+    item.key = key;
     conversation.items.push(item);
     if (conversation.items.length > MAX_KEPT) conversation.items.splice(0, conversation.items.length - MAX_KEPT);
     if (key === state.active) {
@@ -361,26 +606,50 @@
     }
   }
 
+  function removeItem(conversation, item) {
+    const index = conversation.items.indexOf(item);
+    if (index >= 0) conversation.items.splice(index, 1);
+    if (item.el) item.el.remove();
+  }
+
   /** Adds history: messages not seen yet, placed by time among the ones already shown. */
-  function mergeMessages(key, messages) {
+  function mergeMessages(key, messages, { keepScroll = false } = {}) {
     const conversation = ensureConversation(key);
     let added = false;
     for (const message of messages) {
-      if (!message || !message.id || conversation.ids.has(message.id)) continue;
+      if (!message.id || conversation.ids.has(message.id)) continue;
       conversation.ids.add(message.id);
-      conversation.items.push({ kind: 'message', message, history: true });
+      // Ours, sent before a drop and marked not confirmed: the server did store it.
+      const unconfirmed = state.ownConnections.has(message.from) && conversation.items.find((item) => item.unconfirmed
+        && item.state === 'failed' && !item.to && item.message.text === message.text);
+      if (unconfirmed) {
+        unconfirmed.unconfirmed = false;
+        unconfirmed.message = { ...message };
+        setItemState(unconfirmed, 'sent');
+        continue;
+      }
+      conversation.items.push({ kind: 'message', key, message, history: true });
       added = true;
     }
     if (!added) return;
     const at = (item) => (item.kind === 'message' ? item.message.sentAt || '' : item.at);
     // A stable sort keeps notices where they were relative to messages of the same instant.
     conversation.items.sort((a, b) => (at(a) < at(b) ? -1 : at(a) > at(b) ? 1 : 0));
-    if (key === state.active) renderLog();
+    if (key === state.active) renderLog({ keepScroll });
   }
 
   /** A line from the client itself (errors, state changes), shown in the active conversation. */
   function notice(level, text, code) {
-    addItem(state.active, { kind: 'notice', level, text, code, at: new Date().toISOString() });
+    const item = { kind: 'notice', level, text, code, at: new Date().toISOString() };
+    addItem(state.active, item);
+    return item;
+  }
+
+  /** Our message's state: pending (sent, not confirmed yet), sent (confirmed), failed (with why). */
+  function setItemState(item, itemState, error = '') {
+    item.state = itemState;
+    item.error = error;
+    renderItemAgain(item);
   }
 
   function setActive(key) {
@@ -395,11 +664,43 @@
       : `Message ${key} (Enter sends, Shift+Enter for a new line)`;
     renderConversations();
     renderLog();
+    renderOlderButton();
   }
 
   function peerName(connectionId) {
     const user = state.names.get(connectionId);
     return user ? `${user} (${connectionId})` : connectionId;
+  }
+
+  /** The oldest message of a conversation that the server knows (it has an id). */
+  function oldestId(conversation) {
+    let oldest = null;
+    for (const item of conversation.items) {
+      if (item.kind !== 'message' || !item.message.id || !item.message.sentAt) continue;
+      if (!oldest || item.message.sentAt < oldest.sentAt) oldest = item.message;
+    }
+    return oldest ? oldest.id : '';
+  }
+
+  function renderOlderButton() {
+    const conversation = conversations.get(state.active);
+    const show = state.active.startsWith('#') && conversation && conversation.more && oldestId(conversation);
+    ui.older.hidden = !show;
+    ui.older.disabled = Boolean(conversation && conversation.loadingOlder);
+    ui.older.textContent = conversation && conversation.loadingOlder ? 'Loading…' : 'Load older messages';
+  }
+
+  function loadOlder() {
+    const key = state.active;
+    const conversation = conversations.get(key);
+    if (!key.startsWith('#') || !conversation || conversation.loadingOlder) return;
+    const before = oldestId(conversation);
+    if (!before) return;
+    const room = key.slice(1);
+    if (send({ action: 'history', room, before, limit: HISTORY_LIMIT }, { kind: 'older', room })) {
+      conversation.loadingOlder = true;
+      renderOlderButton();
+    }
   }
 
   function renderConversations() {
@@ -431,10 +732,12 @@
     ui.directs.replaceChildren(...directItems);
   }
 
-  function renderLog() {
+  function renderLog({ keepScroll = false } = {}) {
     const conversation = conversations.get(state.active);
-    ui.log.replaceChildren(...(conversation ? conversation.items.map(renderItem) : []));
-    ui.log.scrollTop = ui.log.scrollHeight;
+    // Older messages added above: the ones being read stay where they are.
+    const fromBottom = ui.log.scrollHeight - ui.log.scrollTop;
+    ui.log.replaceChildren(...(conversation ? conversation.items.map((item) => renderItem(item)) : []));
+    ui.log.scrollTop = keepScroll ? ui.log.scrollHeight - fromBottom : ui.log.scrollHeight;
   }
 
   function appendToLog(item) {
@@ -444,8 +747,15 @@
     if (nearBottom || item.kind === 'notice' || item.mine) ui.log.scrollTop = ui.log.scrollHeight;
   }
 
-  function renderItem(item) {
-    const li = document.createElement('li');
+  /** Redraws an item where it is shown (its element is kept), if it is shown. */
+  function renderItemAgain(item) {
+    if (item.el && item.el.isConnected) renderItem(item, item.el);
+  }
+
+  function renderItem(item, li = document.createElement('li')) {
+    item.el = li;
+    li.replaceChildren();
+    for (const name of Object.keys(li.dataset)) delete li.dataset[name];
     if (item.kind === 'notice') {
       li.className = `notice ${item.level}`;
       if (item.code) li.dataset.code = item.code;
@@ -463,13 +773,14 @@
     li.className = 'message' + (mine ? ' mine' : '') + (message.direct ? ' direct' : '')
       + (item.history ? ' from-history' : '');
     if (message.id) li.dataset.id = message.id;
+    if (item.state) li.dataset.state = item.state;
     li.append(timeElement(message.sentAt));
     const sender = document.createElement('button');
     sender.type = 'button';
     sender.className = 'sender';
     sender.textContent = item.to ? `you → ${peerName(item.to)}` : (message.user || shortId(message.from));
     sender.title = item.to
-      ? 'Whispers are not confirmed by the server: an error appears here if the target is gone'
+      ? `Whisper to connection ${item.to}`
       : `connection ${message.from}${mine ? ' (you)' : ' — click to whisper'}`;
     if (!mine && message.from) sender.addEventListener('click', () => openDirect(message.from));
     else sender.disabled = true;
@@ -478,7 +789,36 @@
     text.className = 'text';
     text.textContent = String(message.text ?? '');
     li.append(text);
+    if (item.state) li.append(stateElement(item));
     return li;
+  }
+
+  /** How far our message got: sending…, a check mark once confirmed, or why it failed. */
+  function stateElement(item) {
+    const span = document.createElement('span');
+    span.className = `state ${item.state}`;
+    if (item.state === 'pending') {
+      span.textContent = 'sending…';
+      span.title = 'Sent; waiting for the server to confirm it';
+    } else if (item.state === 'sent') {
+      span.textContent = '✓';
+      span.title = item.to ? 'Delivered to the connection' : 'Stored and sent to the room';
+      span.setAttribute('aria-label', 'sent');
+    } else {
+      const reason = document.createElement('span');
+      reason.className = 'reason';
+      reason.textContent = item.unconfirmed ? item.error : `Not sent: ${item.error}`;
+      const retry = document.createElement('button');
+      retry.type = 'button';
+      retry.className = 'secondary small retry';
+      retry.textContent = 'Send again';
+      retry.title = item.unconfirmed
+        ? 'It may have arrived already: sending it again can show it twice'
+        : 'Send this message again';
+      retry.addEventListener('click', () => resend(item));
+      span.append(reason, ' ', retry);
+    }
+    return span;
   }
 
   function timeElement(iso) {
@@ -552,22 +892,54 @@
       whisper(state.active.slice(1), text);
       return;
     }
-    if (send({ action: 'sendmessage', room: state.active.slice(1), text })) ui.text.value = '';
+    const room = state.active.slice(1);
+    const item = ownItem(text, { room });
+    if (!sendItem(item)) return;
+    ui.text.value = '';
+    addItem('#' + room, item);
   }
 
   function whisper(to, text) {
-    if (!send({ action: 'whisper', to, text })) return;
+    const item = ownItem(text, { to });
+    if (!sendItem(item)) return;
     ui.text.value = '';
     // The server sends the sender no copy: show what was sent in the conversation with the peer.
     const key = '@' + to;
     ensureConversation(key);
     if (state.active !== key) setActive(key);
-    addItem(key, {
+    addItem(key, item);
+  }
+
+  /** Our message, shown at once as pending until the server's `sent` (or error) for its ref. */
+  function ownItem(text, { room, to }) {
+    return {
       kind: 'message',
       mine: true,
+      state: 'pending',
       to,
-      message: { text, from: state.connectionId, user: state.user, sentAt: new Date().toISOString(), direct: true },
-    });
+      message: to
+        ? { text, from: state.connectionId, user: state.user, sentAt: new Date().toISOString(), direct: true }
+        : { text, room, from: state.connectionId, user: state.user, sentAt: new Date().toISOString() },
+    };
+  }
+
+  function sendItem(item) {
+    const request = item.to
+      ? { action: 'whisper', to: item.to, text: item.message.text }
+      : { action: 'sendmessage', room: item.message.room, text: item.message.text };
+    const ref = send(request, { item });
+    if (ref) item.ref = ref;
+    return ref;
+  }
+
+  /** "Send again" on a failed message: only ever by the user's hand. */
+  function resend(item) {
+    if (item.state !== 'failed') return;
+    item.message.sentAt = new Date().toISOString();
+    item.message.from = state.connectionId;
+    if (!sendItem(item)) return;
+    item.unconfirmed = false;
+    setItemState(item, 'pending');
   }
 
   ui.connectForm.addEventListener('submit', (event) => {
@@ -582,13 +954,18 @@
     const room = ui.joinRoom.value.trim();
     if (!room) return;
     // The server checks the name and answers with an error frame: it is the one authority.
-    if (send({ action: 'join', room })) ui.joinRoom.value = '';
+    if (joinRoom(room)) ui.joinRoom.value = '';
     if (ROOM_NAME.test(room) && state.rooms.has(room)) setActive('#' + room);
   });
 
   ui.leave.addEventListener('click', () => {
-    if (state.active.startsWith('#')) send({ action: 'leave', room: state.active.slice(1) });
+    if (state.active.startsWith('#')) {
+      const room = state.active.slice(1);
+      send({ action: 'leave', room }, { room });
+    }
   });
+
+  ui.older.addEventListener('click', loadOlder);
 
   ui.sendForm.addEventListener('submit', (event) => {
     event.preventDefault();

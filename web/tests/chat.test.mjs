@@ -1,6 +1,12 @@
 // The web client in a real browser against the real local gateway (real handler binaries,
-// DynamoDB Local): two users chat, whisper, see markup as text, see error frames, and survive a
-// connection dropped by the gateway. Run by `make web-test`; prints `N passed, N failed`.
+// DynamoDB Local): two users chat, see their messages go from pending to sent (acked by `ref`,
+// never twice), whisper, see markup as text, see error frames, catch up on what was sent while
+// a connection dropped by the gateway was away (`history` with `after`), see the rate limit and
+// the rooms-per-connection limit readably. Run by `make web-test`; prints `N passed, N failed`.
+//
+// The gateway is started with `--env MAX_ROOMS_PER_CONNECTION=3` (on top of
+// WEB_TEST_GATEWAY_ARGS), so that a fourth room (the lobby and the test room count) is refused
+// with `limit_exceeded`.
 //
 // Environment:
 //   WEB_TEST_CHROMIUM       the browser (default /usr/bin/chromium)
@@ -34,6 +40,10 @@ const SUITE_LIMIT_MS = 120_000;
 const STEP_LIMIT_MS = 20_000;
 const WAIT_MS = 10_000;
 const ROOM = 'team';
+/** The gateway's `--env` for the rooms-per-connection limit: the lobby, ROOM, one more. */
+const MAX_ROOMS = 3;
+/** Messages the flood step sends at once: more than the stage's burst of 20. */
+const FLOOD = 40;
 const SCRIPT_TEXT = '<script>window.__injected = 1</script><img src=x onerror="window.__injected = 2"><b>bold?</b>';
 
 const started = Date.now();
@@ -81,7 +91,7 @@ function startGateway() {
   return new Promise((resolveStart, rejectStart) => {
     const extra = (process.env.WEB_TEST_GATEWAY_ARGS || '').split(/\s+/).filter(Boolean);
     const args = ['--port', '0', '--stage', STAGE, '--template', TEMPLATE,
-      '--bin-dir', dirname(GATEWAY), ...extra];
+      '--bin-dir', dirname(GATEWAY), '--env', `MAX_ROOMS_PER_CONNECTION=${MAX_ROOMS}`, ...extra];
     // Its own process group: a gateway that does not stop in time is killed with its children.
     const child = spawn(GATEWAY, args, {
       cwd: ROOT,
@@ -213,6 +223,38 @@ function messageIn(page, text) {
   return page.locator('#log li.message').filter({ has: page.locator('.text', { hasText: text }) }).last();
 }
 
+/** Every `li.message` of the log whose text is exactly `text`, as {id, state, classes}. */
+function messagesWithText(page, text) {
+  return page.$$eval('#log li.message', (items, wanted) => items
+    .filter((li) => li.querySelector('.text')?.textContent === wanted)
+    .map((li) => ({ id: li.dataset.id || '', state: li.dataset.state || '', classes: li.className })), text);
+}
+
+/**
+ * Records, from now on, every state the log shows for the message with text `text`, and the
+ * most items with that text it ever showed at once: read them with `readWatch`.
+ */
+async function watchMessage(page, text) {
+  await page.evaluate((wanted) => {
+    const log = document.querySelector('#log');
+    const watch = { states: [], most: 0 };
+    window.__watch = watch;
+    const look = () => {
+      const items = [...log.querySelectorAll('li.message')].filter((li) => li.querySelector('.text')?.textContent === wanted);
+      watch.most = Math.max(watch.most, items.length);
+      for (const li of items) {
+        const seen = li.dataset.state || '';
+        if (watch.states[watch.states.length - 1] !== seen) watch.states.push(seen);
+      }
+    };
+    new MutationObserver(look).observe(log, { childList: true, subtree: true, attributes: true, attributeFilter: ['data-state', 'data-id'] });
+  }, text);
+}
+
+function readWatch(page) {
+  return page.evaluate(() => window.__watch);
+}
+
 async function joinRoom(page, room) {
   await page.fill('#join-room', room);
   await page.press('#join-room', 'Enter');
@@ -292,6 +334,31 @@ async function main() {
     await messageIn(alice, 'hi alice, bob here').waitFor();
   });
 
+  await step('a message shows pending, then sent with the id of its copy, once in each page', async () => {
+    const text = 'acked once, by ref';
+    await watchMessage(alice, text);
+    await say(alice, text);
+    const mine = alice.locator(`#log li.message[data-state="sent"]`).filter({ has: alice.locator('.text', { hasText: text }) });
+    await mine.waitFor();
+    const id = await mine.getAttribute('data-id');
+    assert(id, 'the sent message has no data-id');
+    const atBob = bob.locator(`#log li.message[data-id=${JSON.stringify(id)}]`);
+    await atBob.waitFor();
+    assert(await atBob.locator('.text').textContent() === text, 'bob\'s copy with that id has another text');
+    // The copy may come after the ack: give it time to (not) show twice.
+    await sleep(500);
+    const watch = await readWatch(alice);
+    assert(watch.states[0] === 'pending' && watch.states.includes('sent'),
+      `alice's message went through the states ${JSON.stringify(watch.states)}, not pending then sent`);
+    assert(watch.most === 1, `alice's page showed the message ${watch.most} times at once`);
+    for (const [page, who] of [[alice, 'alice'], [bob, 'bob']]) {
+      const shown = await messagesWithText(page, text);
+      assert(shown.length === 1 && shown[0].id === id,
+        `${who}'s page shows the message ${shown.length} times: ${JSON.stringify(shown)} (sent id ${id})`);
+    }
+    assert(!(await messagesWithText(bob, text))[0].state, 'bob\'s copy carries a send state');
+  });
+
   await step('leaving and joining again loads the room\'s history', async () => {
     await bob.click('#leave');
     await bob.waitForSelector(`#rooms button[data-key="#${ROOM}"]`, { state: 'detached' });
@@ -353,17 +420,41 @@ async function main() {
       { method: 'DELETE', signal: AbortSignal.timeout(5000) },
     );
     assert(response.status === 204, `DELETE @connections answered ${response.status}`);
+    // Sent while bob is away: his new connection must catch up on it through `after`.
+    const missed = 'sent while bob was away';
+    await say(alice, missed);
     await bob.waitForSelector('#status[data-state="reconnecting"]');
     await bob.locator('#log li.notice.error', { hasText: 'Connection closed' }).waitFor();
     await bob.waitForSelector('#status[data-state="open"]');
     const newId = await connectionId(bob);
     assert(newId && newId !== bobId, 'the connection id did not change');
     await bob.locator('#log li.notice.info', { hasText: 'Reconnected' }).waitFor();
+    await bob.locator('#log li.message.from-history', { hasText: missed }).waitFor();
+    await alice.locator('#log li.message[data-state="sent"]', { hasText: missed }).waitFor();
+    const shown = await messagesWithText(bob, missed);
+    assert(shown.length === 1, `bob shows the missed message ${shown.length} times: ${JSON.stringify(shown)}`);
+    assert(shown[0].classes.split(' ').includes('from-history'), `the missed message is not from-history: ${shown[0].classes}`);
     await say(alice, 'still there, bob?');
     await messageIn(bob, 'still there, bob?').waitFor();
     await say(bob, 'yes, back again');
     await messageIn(alice, 'yes, back again').waitFor();
     bobId = newId;
+  });
+
+  await step(`a room beyond the limit (${MAX_ROOMS} per connection) is refused readably`, async () => {
+    // The lobby and the test room count: one more fits, the next is refused.
+    await joinRoom(alice, 'spare');
+    await alice.fill('#join-room', 'one-too-many');
+    await alice.press('#join-room', 'Enter');
+    const refused = alice.locator('#log li.notice.error[data-code="limit_exceeded"]').last();
+    await refused.waitFor();
+    const text = await refused.textContent();
+    assert(/Room limit reached: /.test(text) && text.includes(String(MAX_ROOMS)), `the notice reads "${text}"`);
+    assert(!/limit_exceeded/.test(text), `the notice shows the raw code: "${text}"`);
+    assert(await alice.locator('#rooms button[data-key="#one-too-many"]').count() === 0, 'the refused room is listed');
+    await alice.click('#leave');
+    await alice.waitForSelector('#rooms button[data-key="#spare"]', { state: 'detached' });
+    await alice.click(`#rooms button[data-key="#${ROOM}"]`);
   });
 
   await step('the keep-alive ping is answered', async () => {
@@ -378,6 +469,52 @@ async function main() {
     await bob.click(`#rooms button[data-key="#${ROOM}"]`);
     await bob.screenshot({ path: join(OUT, 'chat-reconnected.png') });
     console.log(`     screenshots: ${join(OUT, 'chat.png')} (and chat-direct.png, chat-reconnected.png)`);
+  });
+
+  await step(`a flood of ${FLOOD} messages meets the rate limit readably; the acked ones arrive once`, async () => {
+    await bob.click(`#rooms button[data-key="#${ROOM}"]`);
+    await alice.evaluate((count) => {
+      const text = document.querySelector('#text');
+      const form = document.querySelector('#send-form');
+      for (let i = 0; i < count; i += 1) {
+        text.value = `flood ${i}`;
+        form.requestSubmit();
+      }
+    }, FLOOD);
+    // Every one is answered: sent or failed, none left pending.
+    await alice.waitForFunction((count) => {
+      const flood = [...document.querySelectorAll('#log li.message')]
+        .filter((li) => /^flood \d+$/.test(li.querySelector('.text')?.textContent || ''));
+      return flood.length === count && flood.every((li) => li.dataset.state === 'sent' || li.dataset.state === 'failed');
+    }, FLOOD, { timeout: 15_000 });
+    const flood = await alice.$$eval('#log li.message', (items) => items
+      .filter((li) => /^flood \d+$/.test(li.querySelector('.text')?.textContent || ''))
+      .map((li) => ({ text: li.querySelector('.text').textContent, id: li.dataset.id || '', state: li.dataset.state,
+        reason: li.querySelector('.state')?.textContent || '' })));
+    const sent = flood.filter((m) => m.state === 'sent');
+    const failed = flood.filter((m) => m.state === 'failed');
+    console.log(`     flood: ${sent.length} sent, ${failed.length} refused`);
+    assert(sent.length > 0, 'none of the flood was sent');
+    const notice = alice.locator('#log li.notice.error[data-code="rate_limited"]').last();
+    await notice.waitFor();
+    const text = await notice.textContent();
+    assert(/Slow down: too many messages at once; try again in \d+(\.\d)? s\./.test(text), `the rate-limit notice reads "${text}"`);
+    assert(!/rate_limited/.test(text), `the rate-limit notice shows the raw code: "${text}"`);
+    for (const m of failed) {
+      assert(/too many messages at once/.test(m.reason), `"${m.text}" failed with "${m.reason}"`);
+    }
+    assert(sent.every((m) => m.id), 'a sent message has no id');
+    // Bob gets every acked message, each once.
+    await bob.waitForFunction((ids) => {
+      const shown = new Set([...document.querySelectorAll('#log li.message')].map((li) => li.dataset.id));
+      return ids.every((id) => shown.has(id));
+    }, sent.map((m) => m.id), { timeout: 10_000 });
+    const atBob = await bob.$$eval('#log li.message', (items) => items.map((li) => li.dataset.id || ''));
+    for (const m of sent) {
+      const times = atBob.filter((id) => id === m.id).length;
+      assert(times === 1, `bob shows "${m.text}" ${times} times`);
+    }
+    await alice.screenshot({ path: join(OUT, 'chat-flood.png') });
   });
 
   await step('no script errors or policy violations in the pages', async () => {
