@@ -43,8 +43,9 @@ type Item = HashMap<String, AttributeValue>;
 const BATCH_LIMIT: usize = 25;
 /// The sort key of a connection's rate-limit state.
 const RATE_SK: &str = "RATE";
-/// The first backoff ceiling of a retried throttle; doubled each time, up to a second.
+/// The first backoff ceiling of a retried throttle; doubled each time, up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(25);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Full-jitter backoff until a deadline: how long to keep retrying what DynamoDB throttled.
 struct Backoff {
@@ -64,11 +65,7 @@ impl Backoff {
     /// deadline.
     async fn wait(&mut self) -> bool {
         self.retry += 1;
-        let ceiling = FIRST_BACKOFF
-            .saturating_mul(1 << self.retry.min(6))
-            .min(Duration::from_secs(1));
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(1000);
-        let pause = Duration::from_millis(realtime_core::random::up_to(millis));
+        let pause = realtime_core::random::full_jitter(FIRST_BACKOFF, MAX_BACKOFF, self.retry);
         if Instant::now() + pause >= self.until {
             return false;
         }

@@ -372,7 +372,12 @@ impl Messaging {
             .into());
         }
         let expires_at = now + ports.settings.connection_ttl;
-        let entry = ports.entry(caller, "join", size, AuditEvent::Join(room.clone()));
+        let entry = ports.entry(
+            caller,
+            Action::Join.name(),
+            size,
+            AuditEvent::Join(room.clone()),
+        );
         futures::try_join!(
             ports.store.join(&caller.connection_id, &room, expires_at),
             ports.audit.record(&entry)
@@ -396,24 +401,16 @@ impl Messaging {
             messages: Vec::new(),
             more: true,
         }
-        .to_json(Some(&"r".repeat(MAX_REF_CHARS)))
+        // The longest a ref can be once written: control characters escaped to six bytes.
+        .to_json(Some(&"\u{1}".repeat(MAX_REF_CHARS)))
         .len();
-        let mut budget = MAX_FRAME_BYTES.saturating_sub(envelope);
-        let mut fit = 0;
-        let sizes: Vec<usize> = messages.iter().map(protocol::encoded_message_len).collect();
-        let order: Box<dyn Iterator<Item = &usize>> = if keep_newest {
-            Box::new(sizes.iter().rev())
+        let budget = MAX_FRAME_BYTES.saturating_sub(envelope);
+        let sizes = messages.iter().map(protocol::encoded_message_len);
+        let fit = if keep_newest {
+            how_many_fit(sizes.rev(), limit as usize, budget)
         } else {
-            Box::new(sizes.iter())
+            how_many_fit(sizes, limit as usize, budget)
         };
-        for size in order.take(limit as usize) {
-            // The first always goes in: a page must move on (and any one message fits).
-            if *size > budget && fit > 0 {
-                break;
-            }
-            budget = budget.saturating_sub(*size);
-            fit += 1;
-        }
         if fit < messages.len() {
             more = true;
             if keep_newest {
@@ -463,7 +460,7 @@ impl Messaging {
         let entry = ports.entry_at(
             message.sent_at,
             caller,
-            "sendmessage",
+            Action::SendMessage.name(),
             size,
             AuditEvent::Message(message.clone()),
         );
@@ -473,7 +470,9 @@ impl Messaging {
         let policy = ports.settings.fanout;
         let mut report =
             fanout::deliver(self.notifier.as_ref(), &members, &frame, policy, deadline).await;
-        self.forget_stale(&mut report, deadline).await;
+        (report.gone, report.skipped) = self
+            .forget_gone(std::mem::take(&mut report.gone), deadline)
+            .await;
         tracing::info!(
             room = %room,
             members = members.len(),
@@ -516,7 +515,7 @@ impl Messaging {
             to: to.clone(),
             message: message.clone(),
         };
-        let entry = ports.entry_at(message.sent_at, caller, "whisper", size, event);
+        let entry = ports.entry_at(message.sent_at, caller, Action::Whisper.name(), size, event);
         ports.audit.record(&entry).await?;
         let frame = Reply::Message(message.clone()).to_bytes();
         let policy = ports.settings.fanout;
@@ -529,11 +528,7 @@ impl Messaging {
             }
             .into()),
             Err(NotifyError::Gone) => {
-                let mut report = FanoutReport {
-                    gone: vec![to.clone()],
-                    ..FanoutReport::default()
-                };
-                self.forget_stale(&mut report, deadline).await;
+                self.forget_gone(vec![to.clone()], deadline).await;
                 Err(ClientError::new(
                     ErrorCode::Gone,
                     format!("connection `{to}` is not connected"),
@@ -551,15 +546,18 @@ impl Messaging {
         }
     }
 
-    /// Deletes the records of the report's gone connections, except those registered within the
-    /// grace period (still connecting) and those the deadline leaves no time for: both move to
-    /// `skipped`.
-    async fn forget_stale(&self, report: &mut FanoutReport, deadline: Deadline) {
+    /// Deletes the records of connections the @connections API called gone, except those
+    /// registered within the grace period (still connecting) and those the deadline leaves no
+    /// time for: returns the forgotten ones and the skipped ones.
+    async fn forget_gone(
+        &self,
+        gone: Vec<ConnectionId>,
+        deadline: Deadline,
+    ) -> (Vec<ConnectionId>, Vec<ConnectionId>) {
         let ports = &self.ports;
         let registered_before = ports.clock.now() - ports.settings.new_connection_grace;
         let margin = ports.settings.fanout.deadline_margin;
         let store = &ports.store;
-        let gone = std::mem::take(&mut report.gone);
         let results: Vec<(ConnectionId, bool)> = stream::iter(gone)
             .map(|id| async move {
                 if deadline.is_within(margin) {
@@ -576,12 +574,23 @@ impl Messaging {
             .buffer_unordered(ports.settings.fanout.concurrency.max(1))
             .collect()
             .await;
-        for (id, forgotten) in results {
-            if forgotten {
-                report.gone.push(id);
-            } else {
-                report.skipped.push(id);
-            }
-        }
+        let (forgotten, skipped): (Vec<_>, Vec<_>) =
+            results.into_iter().partition(|(_, forgotten)| *forgotten);
+        let ids = |pairs: Vec<(ConnectionId, bool)>| pairs.into_iter().map(|(id, _)| id).collect();
+        (ids(forgotten), ids(skipped))
     }
+}
+
+/// How many messages of a page fit, taken in `sizes`' order: at most `limit`, within `budget`
+/// bytes, and always the first (a page must move on; any one message fits a frame).
+fn how_many_fit(sizes: impl Iterator<Item = usize>, limit: usize, mut budget: usize) -> usize {
+    let mut fit = 0;
+    for size in sizes.take(limit) {
+        if size > budget && fit > 0 {
+            break;
+        }
+        budget = budget.saturating_sub(size);
+        fit += 1;
+    }
+    fit
 }

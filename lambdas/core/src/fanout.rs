@@ -41,12 +41,7 @@ impl FanoutPolicy {
     /// The pause before retry number `retry` (1-based): full jitter, so that throttled
     /// posts do not all come back at the same instant.
     pub fn backoff(&self, retry: u32) -> Duration {
-        let ceiling = self
-            .base_backoff
-            .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
-            .min(self.max_backoff);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(crate::random::up_to(millis))
+        crate::random::full_jitter(self.base_backoff, self.max_backoff, retry)
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// 64 random bits.
 pub fn next_u64() -> u64 {
@@ -22,6 +23,16 @@ pub fn up_to(max: u64) -> u64 {
         Some(n) => next_u64() % n,
         None => next_u64(),
     }
+}
+
+/// The pause before retry number `retry` (1-based): full jitter under a ceiling that starts at
+/// `base` and doubles up to `max`, so that throttled callers do not all come back at once.
+pub fn full_jitter(base: Duration, max: Duration, retry: u32) -> Duration {
+    let ceiling = base
+        .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
+        .min(max);
+    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(up_to(millis))
 }
 
 #[cfg(test)]
