@@ -3,8 +3,9 @@
 //! the gateway serves any Runtime API client.
 //!
 //! MESSAGE events, by `action`: `crash` aborts the process, `sleep` outlives any timeout,
-//! `fail` reports a handler error, `nap` answers after 300 ms, anything else at once; the
-//! answer is `{"statusCode":200,"body":...}` describing the event's route key, body and
+//! `fail` reports a handler error, `nap` answers after 300 ms, `big` answers a body of `size`
+//! bytes, `orphan` starts a `sleep 600` child, writes its pid to `pidfile` and then outlives
+//! any timeout; anything else answers at once. The answer is `{"statusCode":200,"body":...}` describing the event's route key, body and
 //! authorizer context, the process id, its invocation count and `$TEST_MARKER`.
 //! `$connect`: `?reject=STATUS` answers that status, anything else 200.
 //! REQUEST authorizer events: `?token=allow` allows (context user=alice), `deny` denies.
@@ -92,6 +93,18 @@ fn handle(event: &Value, invocations: u64) -> Result<Value, Value> {
         "nap" => {
             std::thread::sleep(Duration::from_millis(300));
             Ok(echo(event, route, invocations))
+        }
+        "big" => {
+            let size = body["size"].as_u64().unwrap_or(0) as usize;
+            Ok(json!({"statusCode": 200, "body": "x".repeat(size)}))
+        }
+        "orphan" => {
+            let child = std::process::Command::new("sleep").arg("600").spawn();
+            if let (Ok(child), Some(path)) = (child, body["pidfile"].as_str()) {
+                let _ = std::fs::write(path, child.id().to_string());
+            }
+            std::thread::sleep(Duration::from_secs(30));
+            Ok(json!({"statusCode": 200}))
         }
         _ => Ok(echo(event, route, invocations)),
     }

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -430,14 +431,19 @@ impl Process {
 }
 
 /// Waits for the process to exit (or kills it when asked), then wakes whoever waits on it.
+/// Either way its whole process group goes: what a handler started dies with it, as a discarded
+/// Lambda environment takes everything in it.
 async fn supervise(mut child: Child, process: Arc<Process>, server: JoinHandle<()>, name: String) {
+    let group = child.id().and_then(|pid| i32::try_from(pid).ok());
     let status = tokio::select! {
         status = child.wait() => status,
         () = process.kill.notified() => {
+            kill_group(group);
             let _ = child.start_kill();
             child.wait().await
         }
     };
+    kill_group(group);
     process.alive.store(false, Ordering::Release);
     match status {
         Ok(status) => {
@@ -457,6 +463,16 @@ async fn supervise(mut child: Child, process: Arc<Process>, server: JoinHandle<(
     server.abort();
     // notify_one stores a permit, so an invocation that starts waiting later still wakes.
     process.exited.notify_one();
+}
+
+/// SIGKILL to the process group a handler leads (it was started as its own group's leader).
+fn kill_group(group: Option<i32>) {
+    if let Some(group) = group.filter(|g| *g > 1) {
+        // SAFETY: killpg only sends a signal; ESRCH (nothing left in the group) is fine.
+        unsafe {
+            libc::killpg(group, libc::SIGKILL);
+        }
+    }
 }
 
 /// Prints the handler's output line by line, prefixed by the function name.
@@ -525,6 +541,9 @@ async fn serve_runtime_api(listener: TcpListener, api: Arc<RuntimeApi>) {
             post(invocation_error),
         )
         .route("/2018-06-01/runtime/init/error", post(init_error))
+        // Lambda takes responses up to 6 MB; axum's default (2 MB) would fail a healthy
+        // handler's larger answer. One byte more, so that an oversized one is seen as such.
+        .layer(DefaultBodyLimit::max(MAX_RESPONSE_BYTES + 1))
         .with_state(api);
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
@@ -578,7 +597,7 @@ fn take_pending(api: &RuntimeApi, request_id: &str) -> Option<Pending> {
 async fn invocation_response(
     State(api): State<Arc<RuntimeApi>>,
     UrlPath(request_id): UrlPath<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Some(pending) = take_pending(&api, &request_id) else {
         return runtime_error(
@@ -587,17 +606,18 @@ async fn invocation_response(
             "no such invocation in progress",
         );
     };
-    if body.len() > MAX_RESPONSE_BYTES {
+    let body = body.ok().filter(|body| body.len() <= MAX_RESPONSE_BYTES);
+    let Some(body) = body else {
         let _ = pending.reply.send(Outcome::Error {
             error_type: "Function.ResponseSizeTooLarge".into(),
-            message: format!("response of {} bytes is over the 6 MB limit", body.len()),
+            message: "the response is over Lambda's 6 MB limit".into(),
         });
         return runtime_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLarge",
             "response over 6 MB",
         );
-    }
+    };
     let _ = pending.reply.send(Outcome::Response(body));
     (StatusCode::ACCEPTED, r#"{"status":"OK"}"#).into_response()
 }
