@@ -82,6 +82,9 @@ pub struct Connection {
     state: AtomicU8,
     outbox: Mutex<Outbox>,
     wake: Notify,
+    /// Wakes a socket task stuck writing to a client that does not read, when its close is
+    /// requested (DeleteConnection, shutdown).
+    closing: Notify,
 }
 
 impl std::fmt::Debug for Connection {
@@ -106,6 +109,7 @@ impl Connection {
             state: AtomicU8::new(CONNECTING),
             outbox: Mutex::new(Outbox::default()),
             wake: Notify::new(),
+            closing: Notify::new(),
         }
     }
 
@@ -218,7 +222,19 @@ impl Connection {
         }
         self.outbox().close.get_or_insert(reason);
         self.wake.notify_one();
+        self.closing.notify_waiters();
         true
+    }
+
+    /// Resolves once a close has been requested.
+    pub async fn close_requested(&self) {
+        loop {
+            let notified = self.closing.notified();
+            if self.outbox().close.is_some() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Marks the connection closing (the client went away): posts get 410 from now on.
@@ -240,10 +256,32 @@ impl Connection {
         outbox.close.map(Err)
     }
 
+    /// The close request, if any, with every frame still queued given up: they cannot reach a
+    /// client that stopped reading.
+    pub fn abandon_outbox(&self) -> Option<CloseReason> {
+        let mut outbox = self.outbox();
+        outbox.queue = VecDeque::new();
+        outbox.queued_bytes = 0;
+        outbox.close
+    }
+
     /// Waits until there is something to write or a close request.
     pub async fn woken(&self) {
         self.wake.notified().await;
     }
+}
+
+/// What the gateway holds for its clients at one moment, and the posts it refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Open connections.
+    pub connections: usize,
+    /// Client messages routed and not yet answered.
+    pub messages_in_flight: usize,
+    /// Bytes waiting in outboxes for clients to read them.
+    pub queued_bytes: usize,
+    /// Posts refused because a client's outbox was full (429), since start.
+    pub refused_posts: usize,
 }
 
 /// Every connection, by id, and a count of the socket tasks still running.
@@ -252,6 +290,8 @@ pub struct Connections {
     by_id: Mutex<HashMap<Box<str>, Arc<Connection>>>,
     tasks: AtomicUsize,
     tasks_done: Notify,
+    messages_in_flight: AtomicUsize,
+    refused_posts: AtomicUsize,
 }
 
 impl Connections {
@@ -284,6 +324,28 @@ impl Connections {
         self.map().is_empty()
     }
 
+    /// The gateway's load now (a walk over every connection: for tests and reports).
+    pub fn load(&self) -> Load {
+        let all: Vec<_> = self.map().values().cloned().collect();
+        Load {
+            connections: all.len(),
+            messages_in_flight: self.messages_in_flight.load(Ordering::Acquire),
+            queued_bytes: all.iter().map(|c| c.outbox().queued_bytes).sum(),
+            refused_posts: self.refused_posts.load(Ordering::Acquire),
+        }
+    }
+
+    /// Counts a client message as in flight until the guard drops.
+    pub fn message_guard(self: &Arc<Self>) -> MessageGuard {
+        self.messages_in_flight.fetch_add(1, Ordering::AcqRel);
+        MessageGuard(self.clone())
+    }
+
+    /// Counts a post refused for a full outbox.
+    pub fn count_refused_post(&self) {
+        self.refused_posts.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Asks every connection to close (at shutdown).
     pub fn close_all(&self, reason: CloseReason) {
         let all: Vec<_> = self.map().values().cloned().collect();
@@ -313,6 +375,16 @@ impl Connections {
 /// Keeps a socket task counted (see [`Connections::task_guard`]).
 #[derive(Debug)]
 pub struct TaskGuard(Arc<Connections>);
+
+/// Keeps a client message counted as in flight (see [`Connections::message_guard`]).
+#[derive(Debug)]
+pub struct MessageGuard(Arc<Connections>);
+
+impl Drop for MessageGuard {
+    fn drop(&mut self) {
+        self.0.messages_in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {

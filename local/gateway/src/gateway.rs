@@ -72,6 +72,9 @@ pub struct Options {
     pub max_duration: Duration,
     /// Delay added to every @connections call.
     pub connections_latency: Duration,
+    /// Messages of one connection routed at once; its socket is not read while that many are
+    /// in flight, so a pipelining client waits for itself and not others for it.
+    pub max_in_flight_per_connection: usize,
     /// How long the upgrade is held after `$connect` accepts, with posts to the connection
     /// answered 410 meanwhile: widens the window API Gateway has on AWS, where the handshake
     /// completes some tens of milliseconds after `$connect` returns.
@@ -102,6 +105,7 @@ impl Options {
             max_duration: Duration::from_secs(7200),
             connections_latency: Duration::ZERO,
             upgrade_delay: Duration::ZERO,
+            max_in_flight_per_connection: 10,
             max_processes_per_function: 4,
             dynamodb: DynamoDb::Start {
                 persist_dir: None,
@@ -168,6 +172,7 @@ pub(crate) struct Limits {
     pub(crate) max_duration: Duration,
     pub(crate) connections_latency: Duration,
     pub(crate) upgrade_delay: Duration,
+    pub(crate) max_in_flight: usize,
 }
 
 /// What every request handler shares.
@@ -368,6 +373,7 @@ impl Gateway {
                 max_duration: options.max_duration,
                 connections_latency: options.connections_latency,
                 upgrade_delay: options.upgrade_delay,
+                max_in_flight: options.max_in_flight_per_connection.max(1),
             },
             local_port: addr.port(),
             web,
@@ -441,6 +447,11 @@ impl Gateway {
     /// How many client connections are open.
     pub fn connection_count(&self) -> usize {
         self.shared.connections.len()
+    }
+
+    /// What the gateway holds for its clients right now, and the posts it refused.
+    pub fn load(&self) -> crate::connections::Load {
+        self.shared.connections.load()
     }
 
     /// The local Secrets Manager endpoint handlers get as `AWS_ENDPOINT_URL_SECRETS_MANAGER`.

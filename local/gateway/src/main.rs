@@ -33,6 +33,9 @@ struct Cli {
     /// Milliseconds added to every @connections call, to study fan-out as against AWS
     #[arg(long, default_value_t = 0, value_name = "MS")]
     connections_latency_ms: u64,
+    /// Messages of one connection routed at once; its socket is not read meanwhile
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
+    max_in_flight_per_connection: u16,
     /// Milliseconds the upgrade is held after $connect accepts (posts to the connection get 410
     /// meanwhile), to widen the window in which API Gateway answers 410 for a new connection
     #[arg(long, default_value_t = 0, value_name = "MS")]
@@ -110,6 +113,7 @@ async fn run(cli: Cli) -> ExitCode {
         max_duration: Duration::from_secs(cli.max_duration),
         connections_latency: Duration::from_millis(cli.connections_latency_ms),
         upgrade_delay: Duration::from_millis(cli.upgrade_delay_ms),
+        max_in_flight_per_connection: usize::from(cli.max_in_flight_per_connection),
         max_processes_per_function: usize::from(cli.max_processes_per_function),
         dynamodb: match cli.dynamodb_endpoint {
             Some(endpoint) => DynamoDb::External(endpoint),

@@ -40,11 +40,14 @@ pub(crate) async fn post_to_connection(
             "PayloadTooLargeException",
             "Message data is over the 128 KB limit",
         ),
-        Err(PostError::BufferFull) => aws_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "LimitExceededException",
-            "Client side buffer is full",
-        ),
+        Err(PostError::BufferFull) => {
+            shared.connections.count_refused_post();
+            aws_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "LimitExceededException",
+                "Client side buffer is full",
+            )
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -355,12 +356,17 @@ async fn serve(shared: Arc<Shared>, connection: Arc<Connection>, mut socket: Web
     let limits = shared.limits;
     let max_end = Instant::now() + limits.max_duration;
     let mut last_activity = Instant::now();
+    // A message is read only with a slot: with every slot taken, the socket is not read and
+    // TCP holds the client back.
+    let slots = Arc::new(Semaphore::new(limits.max_in_flight));
+    let mut slot: Option<OwnedSemaphorePermit> = None;
     // The status reported to $disconnect; 1006 unless a close frame says otherwise.
     let mut status: (u16, String) = (1006, "Connection Closed Abnormally".to_owned());
     loop {
         let deadline = (last_activity + limits.idle_timeout).min(max_end);
         tokio::select! {
-            frame = socket.recv() => match frame {
+            acquired = slots.clone().acquire_owned(), if slot.is_none() => slot = acquired.ok(),
+            frame = socket.recv(), if slot.is_some() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     last_activity = Instant::now();
                     connection.touch();
@@ -369,7 +375,11 @@ async fn serve(shared: Arc<Shared>, connection: Arc<Connection>, mut socket: Web
                         break;
                     }
                     // Counted: shutdown lets messages in flight finish before the database stops.
-                    let guard = shared.connections.task_guard();
+                    let guard = (
+                        shared.connections.task_guard(),
+                        shared.connections.message_guard(),
+                        slot.take(),
+                    );
                     let (shared, connection) = (shared.clone(), connection.clone());
                     tokio::spawn(async move {
                         route_message(shared, connection, text).await;
@@ -414,7 +424,16 @@ async fn serve(shared: Arc<Shared>, connection: Arc<Connection>, mut socket: Web
                                 },
                                 Outbound::Binary(bytes) => Message::Binary(bytes),
                             };
-                            if socket.send(message).await.is_err() {
+                            // A client that does not read holds the write: a close
+                            // request (DeleteConnection, shutdown) must still get through.
+                            let sent = tokio::select! {
+                                sent = socket.send(message) => sent.is_ok(),
+                                () = connection.close_requested() => false,
+                            };
+                            if !sent {
+                                if let Some(reason) = connection.abandon_outbox() {
+                                    status = Box::pin(close(&mut socket, &shared, &connection, reason)).await;
+                                }
                                 closed = true;
                                 break;
                             }
@@ -485,7 +504,12 @@ async fn close_now(
         code: reason.code,
         reason: Utf8Bytes::from_static(reason.reason),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    // A client that reads nothing cannot take the close frame either: give up after a while.
+    let _ = tokio::time::timeout(
+        CLOSE_HANDSHAKE_TIMEOUT,
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
     (reason.code, reason.reason.to_owned())
 }
 
