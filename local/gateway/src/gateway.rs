@@ -309,6 +309,8 @@ impl Gateway {
                     port: None,
                     data_dir: persist_dir.clone(),
                     jar_dir: jar_dir.clone(),
+                    // Only the gateway's own pages (the web client) may call it from a browser.
+                    cors_origin: Some(format!("http://{addr}")),
                 })
                 .await?;
                 let endpoint = db.endpoint();
