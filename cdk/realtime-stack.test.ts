@@ -610,8 +610,22 @@ describe.each(STAGES)('stage %s', (name) => {
       });
     });
 
+    test('GIVEN the message function THEN its internal replies, counted in embedded metric format, raise an alarm', () => {
+      s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        AlarmName: `realtime-${name}-message-internal-errors`,
+        Namespace: 'Realtime',
+        MetricName: 'InternalErrors',
+        Dimensions: [{ Name: 'FunctionName', Value: { Ref: logicalId(s.stack, s.stack.message.function) } }],
+        Statistic: 'Sum',
+        Period: 300,
+        Threshold: 1,
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        TreatMissingData: 'notBreaching',
+      });
+    });
+
     test('GIVEN the stage has no alarm e-mail THEN alarms exist without a topic', () => {
-      s.template.resourceCountIs('AWS::CloudWatch::Alarm', 2 * BINARIES.length + 1);
+      s.template.resourceCountIs('AWS::CloudWatch::Alarm', 2 * BINARIES.length + 2);
       if (settings.alarmEmail === undefined) {
         s.template.resourceCountIs('AWS::SNS::Topic', 0);
       }
@@ -985,7 +999,7 @@ describe('auth modes', () => {
       s.template.resourceCountIs('AWS::ApiGatewayV2::Authorizer', 0);
       s.template.resourceCountIs('AWS::SecretsManager::Secret', 0);
       s.template.resourceCountIs('AWS::Lambda::Function', 3);
-      s.template.resourceCountIs('AWS::CloudWatch::Alarm', 2 * 3 + 1);
+      s.template.resourceCountIs('AWS::CloudWatch::Alarm', 2 * 3 + 2);
       expect(Object.keys(s.template.toJSON().Outputs as Json)).not.toContain('JwtSecretArn');
       for (const route of Object.values(resourcesOf(s.template, 'AWS::ApiGatewayV2::Route'))) {
         expect(propertiesOf(route).AuthorizationType).toBe('NONE');

@@ -1,6 +1,6 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type { WebSocketStage } from 'aws-cdk-lib/aws-apigatewayv2';
-import { Alarm, ComparisonOperator, type Metric, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
+import { Alarm, ComparisonOperator, Metric, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import { ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
@@ -13,12 +13,20 @@ import type { HandlerFunction } from './handler-function';
 /** The window each alarm sums over. */
 const PERIOD = Duration.minutes(5);
 
+/** The namespace of the metrics the handlers log in embedded metric format (`lambdas/aws/src/metrics.rs`). */
+export const METRICS_NAMESPACE = 'Realtime';
+
 /** Properties of RealtimeAlarms. */
 export interface RealtimeAlarmsProps {
   /** The stage's validated settings: name and alarm e-mail. */
   readonly settings: StageSettings;
   /** Functions whose errors and throttles raise an alarm. */
   readonly functions: readonly HandlerFunction[];
+  /**
+   * The function that answers storage failures with an `internal` frame and succeeds, counting
+   * them as the `InternalErrors` metric: its Errors alarm never sees them.
+   */
+  readonly messageFunction: HandlerFunction;
   /** The API stage whose integration errors raise an alarm. */
   readonly apiStage: WebSocketStage;
   /** Fate of the topic's key on stack deletion. */
@@ -26,8 +34,8 @@ export interface RealtimeAlarmsProps {
 }
 
 /**
- * Alarms on every function's errors and throttles and on the API's integration errors: any
- * occurrence in five minutes raises one. With an alarm e-mail, they notify an encrypted SNS topic.
+ * Alarms on every function's errors and throttles, on the message function's `internal` replies
+ * and on the API's integration errors: any occurrence in five minutes raises one. With an alarm e-mail, they notify an encrypted SNS topic.
  */
 export class RealtimeAlarms extends Construct {
   /** Every alarm this construct created. */
@@ -65,6 +73,17 @@ export class RealtimeAlarms extends Construct {
         handler.function.metricThrottles({ period: PERIOD, statistic: 'Sum' }),
       );
     }
+    alarm(
+      `${props.messageFunction.binary}-internal-errors`,
+      `The ${props.messageFunction.binary} function answered clients "internal" (storage failed); the invocations succeeded, so its errors alarm does not count these.`,
+      new Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName: 'InternalErrors',
+        dimensionsMap: { FunctionName: props.messageFunction.function.functionName },
+        period: PERIOD,
+        statistic: 'Sum',
+      }),
+    );
     alarm(
       'api-integration-errors',
       'API Gateway got an error from a route integration; clients saw "Internal server error".',

@@ -171,6 +171,7 @@ export class RealtimeStack extends Stack {
     this.alarms = new RealtimeAlarms(this, 'Alarms', {
       settings,
       functions: handlers,
+      messageFunction: this.message,
       apiStage: this.webSocket.stage,
       removalPolicy,
     });

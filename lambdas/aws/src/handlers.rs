@@ -138,6 +138,7 @@ pub async fn message(
     let deadline = deadline(event.context.deadline);
     traced(&event, |caller| async move {
         let outcome = messaging.on_message(&caller, body, deadline).await;
+        emit_metrics(&outcome);
         tracing::info!(
             action = outcome.action.map(|a| a.name()),
             error = ?outcome.error(),
@@ -147,6 +148,17 @@ pub async fn message(
         Ok(ok(Some(outcome.frame())))
     })
     .await
+}
+
+/// Prints the outcome's EMF line, if it has one, on stdout beside the logs (one write).
+fn emit_metrics(outcome: &realtime_core::Outcome) {
+    static FUNCTION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let function =
+        FUNCTION.get_or_init(|| std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default());
+    let now = chrono::Utc::now().timestamp_millis();
+    if let Some(line) = crate::metrics::message_metrics(function, outcome, now) {
+        println!("{line}");
+    }
 }
 
 /// The invocation's deadline (Lambda's, epoch milliseconds) as an instant of this process;

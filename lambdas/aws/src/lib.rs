@@ -5,6 +5,7 @@ pub mod clients;
 pub mod config;
 pub mod dynamodb;
 pub mod handlers;
+pub mod metrics;
 pub mod notifier;
 
 use std::sync::Arc;
