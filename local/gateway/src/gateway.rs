@@ -277,13 +277,13 @@ impl Gateway {
                 });
             }
         }
-        let secret_value = if api.secrets.is_empty() {
+        // Read once now, to refuse a missing or weak secret before anything starts; the local
+        // Secrets Manager reads it again at each request.
+        let secret_file = if api.secrets.is_empty() {
             None
         } else {
-            Some(crate::secrets::read_secret_file(
-                &options.jwt_secret_file,
-                &api.secrets,
-            )?)
+            crate::secrets::read_secret_file(&options.jwt_secret_file, &api.secrets)?;
+            Some(options.jwt_secret_file.as_path())
         };
         let web = match &options.web_dir {
             Some(dir) => Some(WebRoot::new(dir).map_err(|source| StartError::WebDir {
@@ -292,7 +292,7 @@ impl Gateway {
             })?),
             None => None,
         };
-        let secrets = SecretsServer::start(SecretStore::new(&api.secrets, secret_value.as_deref()))
+        let secrets = SecretsServer::start(SecretStore::new(&api.secrets, secret_file))
             .await
             .map_err(StartError::SecretsServer)?;
 
@@ -484,11 +484,18 @@ impl Gateway {
     pub fn local_token(&self, user: &str) -> Option<String> {
         let authorizer = self.shared.api.route("$connect")?.authorizer.as_ref()?;
         let function = self.shared.api.functions.get(&authorizer.function)?;
-        let secret = function
+        let secret = match function
             .environment
             .values()
-            .find_map(|v| self.secrets.store.value(v))?;
-        match crate::tokens::sign(secret, user, function) {
+            .find_map(|v| self.secrets.store.value(v))?
+        {
+            Ok(secret) => secret,
+            Err(error) => {
+                warn!("cannot sign a local token: {error}");
+                return None;
+            }
+        };
+        match crate::tokens::sign(&secret, user, function) {
             Ok(token) => Some(token),
             Err(error) => {
                 warn!("cannot sign a local token: {error}");

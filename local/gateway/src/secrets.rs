@@ -1,7 +1,10 @@
 //! A minimal Secrets Manager for the handlers: `GetSecretValue` over the AWS JSON 1.1 protocol,
 //! on its own loopback port, which handler processes reach through
 //! `AWS_ENDPOINT_URL_SECRETS_MANAGER`. A handler thus reads its secret with the same SDK call
-//! as in Lambda. Every secret of the template holds the one local value (the JWT key file).
+//! as in Lambda. Every secret of the template holds the one local value (the JWT key file),
+//! read at each request as Secrets Manager holds the current version: a changed file is the
+//! next cold start's key, and a file that cannot be read fails the call as an unreadable
+//! secret does on AWS.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -101,35 +104,22 @@ pub fn read_secret_file(path: &Path, secrets: &[SecretSpec]) -> Result<String, S
     Ok(value.to_owned())
 }
 
-/// One secret as GetSecretValue returns it.
-struct Stored {
-    spec: SecretSpec,
-    value: String,
-}
-
 /// The secrets and what every answer shares.
 pub(crate) struct SecretStore {
-    secrets: Vec<Stored>,
+    secrets: Vec<SecretSpec>,
+    /// Where every secret's value is read from; none when the template has no secret.
+    file: Option<PathBuf>,
     version_id: String,
     created_date: f64,
     port: u16,
 }
 
 impl SecretStore {
-    /// The store for `secrets`, all holding `value`.
-    pub(crate) fn new(secrets: &[SecretSpec], value: Option<&str>) -> Self {
+    /// The store for `secrets`, all holding what `file` holds.
+    pub(crate) fn new(secrets: &[SecretSpec], file: Option<&Path>) -> Self {
         Self {
-            secrets: value
-                .map(|value| {
-                    secrets
-                        .iter()
-                        .map(|spec| Stored {
-                            spec: spec.clone(),
-                            value: value.to_owned(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            secrets: secrets.to_vec(),
+            file: file.map(Path::to_owned),
             version_id: crate::functions::request_id(),
             created_date: chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
             port: 0,
@@ -137,15 +127,18 @@ impl SecretStore {
     }
 
     /// The secret a `SecretId` names: its name or its ARN, as Secrets Manager accepts.
-    fn find(&self, secret_id: &str) -> Option<&Stored> {
+    fn find(&self, secret_id: &str) -> Option<&SecretSpec> {
         self.secrets
             .iter()
-            .find(|s| s.spec.name == secret_id || s.spec.arn == secret_id)
+            .find(|s| s.name == secret_id || s.arn == secret_id)
     }
 
-    /// The value of the secret named (by name or ARN) `secret_id`.
-    pub(crate) fn value(&self, secret_id: &str) -> Option<&str> {
-        self.find(secret_id).map(|s| s.value.as_str())
+    /// The current value of the secret named (by name or ARN) `secret_id`: `None` for no such
+    /// secret, an error when its file cannot be read now.
+    pub(crate) fn value(&self, secret_id: &str) -> Option<Result<String, SecretFileError>> {
+        self.find(secret_id)?;
+        let file = self.file.as_deref()?;
+        Some(read_secret_file(file, &self.secrets))
     }
 }
 
@@ -253,7 +246,11 @@ async fn handle(
             .version_stage
             .as_deref()
             .is_none_or(|s| s == CURRENT_STAGE);
-    let Some(secret) = store.find(&secret_id).filter(|_| version_matches) else {
+    let found = store
+        .find(&secret_id)
+        .filter(|_| version_matches)
+        .zip(store.value(&secret_id));
+    let Some((secret, value)) = found else {
         info!(secret_id, "GetSecretValue: no such secret");
         return error(
             StatusCode::BAD_REQUEST,
@@ -261,11 +258,22 @@ async fn handle(
             "Secrets Manager can't find the specified secret.",
         );
     };
-    info!(secret = %secret.spec.name, "GetSecretValue");
+    let value = match value {
+        Ok(value) => value,
+        Err(cause) => {
+            warn!(secret = %secret.name, "GetSecretValue refused: {cause}");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "AccessDeniedException",
+                &format!("the local value of this secret cannot be read: {cause}"),
+            );
+        }
+    };
+    info!(secret = %secret.name, "GetSecretValue");
     let body = json!({
-        "ARN": secret.spec.arn,
-        "Name": secret.spec.name,
-        "SecretString": secret.value,
+        "ARN": secret.arn,
+        "Name": secret.name,
+        "SecretString": value,
         "VersionId": store.version_id,
         "VersionStages": [CURRENT_STAGE],
         "CreatedDate": store.created_date,

@@ -650,36 +650,6 @@ async fn real_template_gives_every_route_and_table() {
 
 // ---------- the real authorizer, the local Secrets Manager, the web client ----------
 
-fn local_context() -> local_gateway::intrinsics::LocalContext {
-    local_gateway::intrinsics::LocalContext {
-        region: "us-east-1".into(),
-        account_id: "000000000000".into(),
-        api_id: "local".into(),
-        api_endpoint: "ws://127.0.0.1:3001".into(),
-    }
-}
-
-/// The synthesized template's `$connect` authorizer function (logical id): the stack must
-/// attach one, with the token in the query string.
-fn real_authorizer_function() -> String {
-    let api = local_gateway::template::Template::load(&real_template_path())
-        .expect("the synthesized template parses")
-        .api("dev", &local_context())
-        .expect("the synthesized template is usable");
-    let authorizer = api.routes["$connect"]
-        .authorizer
-        .as_ref()
-        .expect("the synthesized template puts an authorizer on $connect");
-    assert_eq!(
-        authorizer.identity_sources,
-        [local_gateway::template::IdentitySource::QueryString(
-            "token".into()
-        )]
-    );
-    assert_eq!(api.functions[&authorizer.function].binary, "authorizer");
-    authorizer.function.clone()
-}
-
 /// The name of the synthesized template's one Secrets Manager secret.
 fn real_secret_name() -> String {
     let template = real_template_with_authorizer();
@@ -692,34 +662,6 @@ fn real_secret_name() -> String {
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
     names[0].clone()
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
-/// An HS256 token with these claims.
-fn sign(claims: &Value, key: &str) -> String {
-    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-    realtime_auth::jwt_crypto::install();
-    encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(key.as_bytes()).expect("key"),
-    )
-    .expect("sign")
-}
-
-/// A valid token for `user`, signed here with the local secret.
-fn token_for(user: &str) -> String {
-    let now = now_secs();
-    sign(
-        &json!({"sub": user, "name": user, "iat": now, "exp": now + 600}),
-        &secret(),
-    )
 }
 
 /// A token from `mint-token`, what `make token` runs, with the tests' secret file.
@@ -740,25 +682,6 @@ fn mint_token(user: &str) -> String {
         .expect("UTF-8")
         .trim()
         .to_owned()
-}
-
-/// The status and body of a refused upgrade.
-async fn refused<R>(request: R) -> (u16, Value)
-where
-    R: tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
-{
-    match connect_async(request).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            let body = response
-                .body()
-                .as_deref()
-                .and_then(|b| serde_json::from_slice(b).ok())
-                .unwrap_or(Value::Null);
-            (response.status().as_u16(), body)
-        }
-        Ok(_) => panic!("the upgrade was accepted"),
-        Err(other) => panic!("expected a refused upgrade, got {other}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

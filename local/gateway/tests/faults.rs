@@ -103,3 +103,100 @@ fn is_running(pid: u32) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The authorizer cannot read its key: the upgrade is refused with 500 (our fault), not 403
+/// (the client's) and not a hang, and works again once the secret is back. Tokens of every
+/// malformed shape are refused with 401 or 403, and the gateway stays up.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_secret_is_500_and_malformed_tokens_are_401_or_403() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("local-gateway-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("jwt-secret");
+    std::fs::write(&file, format!("{}\n", secret())).expect("write the secret");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let gateway = start(write_template(&real_template_with_authorizer()), |o| {
+        o.jwt_secret_file = file.clone();
+    })
+    .await;
+    let url = gateway.websocket_url();
+    let good = token_for("alice");
+
+    // Gone before the authorizer's first (cold) start, which reads the key.
+    let aside = dir.join("jwt-secret.aside");
+    std::fs::rename(&file, &aside).expect("hide the secret");
+    let mut unreadable = Vec::new();
+    for _ in 0..3 {
+        unreadable.push(refused(format!("{url}?token={good}")).await);
+    }
+    std::fs::rename(&aside, &file).expect("restore the secret");
+    let mut back = Client::connect_to(&format!("{url}?token={good}")).await;
+    assert_eq!(
+        back.request(json!({"action": "ping"}), "pong").await["type"],
+        "pong"
+    );
+
+    let now = now_secs();
+    let claims = json!({"sub": "alice", "name": "alice", "iat": now, "exp": now + 600});
+    let b64 = |bytes: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    };
+    let header_hs256 = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let with_claims = |claims: &str| {
+        // The right key over a body whose numbers no integer holds.
+        format!("{header_hs256}.{}.{}", b64(claims.as_bytes()), b64(b"sig"))
+    };
+    // Another algorithm in the header, over the body and signature of a good token.
+    let with_alg = |alg: &str| {
+        let header = b64(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#).as_bytes());
+        let rest = good
+            .split_once('.')
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
+        format!("{header}.{rest}")
+    };
+    let mut padded = claims.clone();
+    padded["pad"] = json!("x".repeat(4200));
+    let malformed = [
+        ("truncated", good[..good.len() / 2].to_owned()),
+        ("over 4 KiB", sign(&padded, &secret())),
+        ("HS512, not the stage's HS256", with_alg("HS512")),
+        ("RS256 over an HS256 signature", with_alg("RS256")),
+        ("alg none over an HS256 signature", with_alg("none")),
+        ("bad base64", "!!!.@@@.###".to_owned()),
+        ("two parts", format!("{header_hs256}.{}", b64(b"{}"))),
+        (
+            "huge numbers",
+            with_claims(r#"{"sub":"a","exp":1e400,"iat":184467440737095516160000}"#),
+        ),
+        (
+            "huge numbers, signed",
+            sign(
+                &json!({"sub": "alice", "exp": 1.0e300, "iat": -1.0e300}),
+                &secret(),
+            ),
+        ),
+        ("claims not an object", with_claims("[1,2,3]")),
+    ];
+    let mut statuses = Vec::new();
+    for (what, token) in &malformed {
+        let (status, _) = refused(format!("{url}?token={token}")).await;
+        statuses.push((*what, status));
+    }
+    println!("auth: unreadable secret gave {unreadable:?}; malformed tokens gave {statuses:?}");
+    for (status, body) in &unreadable {
+        assert_eq!(*status, 500, "an unreadable secret is our fault: {body}");
+    }
+    for (what, status) in &statuses {
+        assert!([401, 403].contains(status), "{what}: {status}");
+    }
+    // Still up: a good token still connects.
+    let mut after = Client::connect_to(&format!("{url}?token={}", token_for("bob"))).await;
+    assert_eq!(
+        after.request(json!({"action": "ping"}), "pong").await["type"],
+        "pong"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    gateway.shutdown().await;
+}

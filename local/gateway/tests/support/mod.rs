@@ -421,3 +421,83 @@ impl Client {
 pub fn close_code(frame: Option<CloseFrame>) -> u16 {
     frame.map(|f| u16::from(f.code)).unwrap_or(1005)
 }
+
+// ---------- the real authorizer's tokens ----------
+
+/// The local values the template's intrinsics resolve to.
+pub fn local_context() -> local_gateway::intrinsics::LocalContext {
+    local_gateway::intrinsics::LocalContext {
+        region: "us-east-1".into(),
+        account_id: "000000000000".into(),
+        api_id: "local".into(),
+        api_endpoint: "ws://127.0.0.1:3001".into(),
+    }
+}
+
+/// The synthesized template's `$connect` authorizer function (logical id): the stack must
+/// attach one, with the token in the query string.
+pub fn real_authorizer_function() -> String {
+    let api = local_gateway::template::Template::load(&real_template_path())
+        .expect("the synthesized template parses")
+        .api("dev", &local_context())
+        .expect("the synthesized template is usable");
+    let authorizer = api.routes["$connect"]
+        .authorizer
+        .as_ref()
+        .expect("the synthesized template puts an authorizer on $connect");
+    assert_eq!(
+        authorizer.identity_sources,
+        [local_gateway::template::IdentitySource::QueryString(
+            "token".into()
+        )]
+    );
+    assert_eq!(api.functions[&authorizer.function].binary, "authorizer");
+    authorizer.function.clone()
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// An HS256 token with these claims.
+pub fn sign(claims: &Value, key: &str) -> String {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    realtime_auth::jwt_crypto::install();
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(key.as_bytes()).expect("key"),
+    )
+    .expect("sign")
+}
+
+/// A valid token for `user`, signed here with the local secret.
+pub fn token_for(user: &str) -> String {
+    let now = now_secs();
+    sign(
+        &json!({"sub": user, "name": user, "iat": now, "exp": now + 600}),
+        &secret(),
+    )
+}
+
+/// The status and body of a refused upgrade.
+pub async fn refused<R>(request: R) -> (u16, Value)
+where
+    R: tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+{
+    match connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            (response.status().as_u16(), body)
+        }
+        Ok(_) => panic!("the upgrade was accepted"),
+        Err(other) => panic!("expected a refused upgrade, got {other}"),
+    }
+}
