@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -179,6 +179,18 @@ impl FunctionPool {
         &self.binary
     }
 
+    /// The process ids of the function's live processes.
+    pub fn process_ids(&self) -> Vec<u32> {
+        self.all
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|p| p.is_alive())
+            .map(|p| p.pid.load(Ordering::Acquire))
+            .filter(|pid| *pid != 0)
+            .collect()
+    }
+
     /// How many invocations the function has received (failed ones included).
     pub fn invocation_count(&self) -> u64 {
         self.invocations.load(Ordering::Relaxed)
@@ -304,6 +316,7 @@ impl FunctionPool {
             .map_err(|source| self.spawn_error(source))?;
         let (jobs_tx, jobs_rx) = mpsc::channel(1);
         let process = Arc::new(Process {
+            pid: AtomicU32::new(0),
             jobs: jobs_tx,
             alive: AtomicBool::new(true),
             exited: Notify::new(),
@@ -341,6 +354,7 @@ impl FunctionPool {
             }
         };
         let pid = child.id().unwrap_or_default();
+        process.pid.store(pid, Ordering::Release);
         let name = self.spec.name.clone();
         debug!(function = %name, pid, seq, "started a handler process");
         if let Some(out) = child.stdout.take() {
@@ -400,6 +414,8 @@ impl FunctionPool {
 
 /// One handler process, as the pool sees it.
 struct Process {
+    /// Its process id (0 until it has started).
+    pid: AtomicU32,
     jobs: mpsc::Sender<Job>,
     alive: AtomicBool,
     /// Notified (with a stored permit) once the process has exited.

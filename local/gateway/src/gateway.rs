@@ -504,6 +504,15 @@ impl Gateway {
         }
     }
 
+    /// The process ids of the function `logical_id`'s live handler processes.
+    pub fn process_ids(&self, logical_id: &str) -> Vec<u32> {
+        self.shared
+            .functions
+            .get(logical_id)
+            .map(|pool| pool.process_ids())
+            .unwrap_or_default()
+    }
+
     /// How many invocations the function `logical_id` has received so far.
     pub fn invocation_count(&self, logical_id: &str) -> Option<u64> {
         self.shared

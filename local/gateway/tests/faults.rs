@@ -200,3 +200,120 @@ async fn an_unreadable_secret_is_500_and_malformed_tokens_are_401_or_403() {
     let _ = std::fs::remove_dir_all(&dir);
     gateway.shutdown().await;
 }
+
+/// Message handler processes SIGKILLed in the middle of fan-outs to a large room: each sender
+/// gets exactly one reply (`Internal server error` or its ack), nothing hangs, the next
+/// requests work, and no member gets a message twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn handlers_killed_mid_fanout_cost_one_reply_each_and_no_duplicate() {
+    const MEMBERS: usize = 100;
+    const SENDERS: usize = 8;
+    const ROUNDS: usize = 3;
+    let gateway = start(real_template_copy(), |o| {
+        // Posts that take a while, so that a fan-out is under way when its process dies.
+        o.connections_latency = Duration::from_millis(20);
+    })
+    .await;
+    let message_fn = real_function_id("message");
+    let joined = futures::future::join_all((0..MEMBERS).map(|_| async {
+        let mut client = Client::connect(&gateway).await;
+        client
+            .request(json!({"action": "join", "room": "hall"}), "joined")
+            .await;
+        Reader::new(client)
+    }))
+    .await;
+    let mut members = joined;
+    let mut killed = 0;
+    for round in 0..ROUNDS {
+        for (i, sender) in members.iter_mut().take(SENDERS).enumerate() {
+            let tag = format!("r{round}-s{i}");
+            sender
+                .send(json!({"action": "sendmessage", "room": "hall", "text": tag, "ref": tag}))
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        for pid in gateway.process_ids(&message_fn) {
+            // SAFETY: kill only sends a signal to a handler process this gateway started.
+            if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
+                killed += 1;
+            }
+        }
+        for (i, sender) in members.iter().take(SENDERS).enumerate() {
+            let tag = format!("r{round}-s{i}");
+            sender
+                .wait_for(|v| v["ref"] == tag.as_str() || v["message"] == "Internal server error")
+                .await;
+        }
+        // Every sender answered for this round before the next one starts.
+        for sender in members.iter().take(SENDERS) {
+            let replies = replies(&sender.frames());
+            assert!(
+                replies <= round + 1,
+                "{} replies after round {round}",
+                replies
+            );
+            if replies < round + 1 {
+                sender
+                    .wait_for(|_| self::replies(&sender.frames()) > round)
+                    .await;
+            }
+        }
+    }
+    // The next requests work, and reach everyone.
+    for (i, sender) in members.iter_mut().take(SENDERS).enumerate() {
+        let tag = format!("after-{i}");
+        sender
+            .send(json!({"action": "sendmessage", "room": "hall", "text": tag, "ref": tag}))
+            .await;
+        let ack = sender.wait_for(|v| v["ref"] == tag.as_str()).await;
+        assert_eq!(ack["type"], "sent", "{ack}");
+    }
+    for member in &members {
+        for i in 0..SENDERS {
+            let tag = format!("after-{i}");
+            member.wait_for(|v| v["text"] == tag.as_str()).await;
+        }
+    }
+    let (mut acked, mut errors, mut duplicated) = (0, 0, 0);
+    for sender in members.iter().take(SENDERS) {
+        let frames = sender.frames();
+        acked += frames.iter().filter(|v| v["type"] == "sent").count();
+        errors += frames
+            .iter()
+            .filter(|v| v["message"] == "Internal server error")
+            .count();
+        assert_eq!(
+            replies(&frames),
+            ROUNDS + 1,
+            "one reply per sendmessage: {frames:?}"
+        );
+    }
+    let mut deliveries = 0;
+    for member in &members {
+        let mut seen = std::collections::HashMap::new();
+        for frame in member.frames().iter().filter(|v| v["type"] == "message") {
+            deliveries += 1;
+            *seen.entry(frame["id"].to_string()).or_insert(0) += 1;
+        }
+        duplicated += seen.values().filter(|n| **n > 1).count();
+    }
+    println!(
+        "crashes: {killed} handler processes killed over {ROUNDS} rounds; {} sendmessages: {acked} acked, \
+         {errors} Internal server error; {deliveries} deliveries, {duplicated} duplicated",
+        SENDERS * (ROUNDS + 1)
+    );
+    assert!(killed > 0, "some process was killed mid-fan-out");
+    assert_eq!(duplicated, 0);
+    gateway.shutdown().await;
+}
+
+/// How many replies a sender's frames hold: acks and API Gateway's error frames.
+fn replies(frames: &[serde_json::Value]) -> usize {
+    frames
+        .iter()
+        .filter(|v| {
+            v["type"] == "sent" || v["type"] == "error" || v["message"] == "Internal server error"
+        })
+        .count()
+}

@@ -501,3 +501,85 @@ where
         Err(other) => panic!("expected a refused upgrade, got {other}"),
     }
 }
+
+/// The logical id of the synthesized template's function that runs `binary`.
+pub fn real_function_id(binary: &str) -> String {
+    let template = real_template_with_authorizer();
+    let ids: Vec<String> = resources_of(&template)
+        .filter(|(_, r)| r["Metadata"]["local:binary"] == binary)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(ids.len(), 1, "one function runs {binary}: {ids:?}");
+    ids[0].clone()
+}
+
+fn resources_of(template: &Value) -> impl Iterator<Item = (&String, &Value)> {
+    template["Resources"].as_object().expect("Resources").iter()
+}
+
+/// A client whose frames a task of its own reads as they come (so that it never holds up a
+/// fan-out), while the test sends through it.
+pub struct Reader {
+    /// The connection id.
+    pub id: String,
+    sink: futures::stream::SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>,
+    frames: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reader {
+    /// Starts reading `client`'s frames.
+    pub fn new(client: Client) -> Self {
+        let (sink, mut stream) = client.ws.split();
+        let frames = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let task = {
+            let frames = frames.clone();
+            tokio::spawn(async move {
+                while let Some(Ok(message)) = stream.next().await {
+                    if let Message::Text(text) = message {
+                        let value =
+                            serde_json::from_str(&text).unwrap_or(Value::String(text.to_string()));
+                        frames.lock().expect("frames").push(value);
+                    }
+                }
+            })
+        };
+        Self {
+            id: client.id,
+            sink,
+            frames,
+            task,
+        }
+    }
+
+    /// Sends a frame.
+    pub async fn send(&mut self, value: Value) {
+        self.sink
+            .send(Message::text(value.to_string()))
+            .await
+            .expect("send");
+    }
+
+    /// Every frame read so far.
+    pub fn frames(&self) -> Vec<Value> {
+        self.frames.lock().expect("frames").clone()
+    }
+
+    /// Waits until a frame matches, within [`WAIT`].
+    pub async fn wait_for(&self, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(found) = self.frames().into_iter().find(|v| matches(v)) {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no matching frame within {WAIT:?}; got {:?}", self.frames());
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
