@@ -167,6 +167,11 @@ impl DynamoDbLocal {
         self.child.id()
     }
 
+    /// Waits until the Java process exits (it died, or something outside killed it).
+    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.child.wait().await
+    }
+
     /// Stops the Java process and waits for it to exit.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;

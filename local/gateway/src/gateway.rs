@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::connections::{Connection, Connections};
+use crate::database::Database;
 use crate::events::{self, ApiContext};
 use crate::functions::{FunctionPool, HostSettings, InvokeError};
 use crate::intrinsics::LocalContext;
@@ -232,7 +233,7 @@ pub struct Gateway {
     addr: SocketAddr,
     stop_server: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
-    dynamodb: Option<dynamodb_local::DynamoDbLocal>,
+    database: Option<Database>,
     dynamodb_endpoint: String,
     secrets: SecretsServer,
 }
@@ -296,7 +297,7 @@ impl Gateway {
             .await
             .map_err(StartError::SecretsServer)?;
 
-        let (dynamodb, dynamodb_endpoint) = match &options.dynamodb {
+        let (database, dynamodb_endpoint) = match &options.dynamodb {
             DynamoDb::External(endpoint) => (None, endpoint.clone()),
             DynamoDb::Start {
                 persist_dir,
@@ -305,16 +306,16 @@ impl Gateway {
                 if let Some(dir) = persist_dir {
                     std::fs::create_dir_all(dir).map_err(dynamodb_local::Error::Spawn)?;
                 }
-                let db = dynamodb_local::DynamoDbLocal::start(dynamodb_local::Options {
+                let options = dynamodb_local::Options {
                     port: None,
                     data_dir: persist_dir.clone(),
                     jar_dir: jar_dir.clone(),
                     // Only the gateway's own pages (the web client) may call it from a browser.
                     cors_origin: Some(format!("http://{addr}")),
-                })
-                .await?;
-                let endpoint = db.endpoint();
-                (Some(db), endpoint)
+                };
+                let database = Database::start(options, api.tables.clone()).await?;
+                let endpoint = database.endpoint().to_owned();
+                (Some(database), endpoint)
             }
         };
         let client = tables::local_client(&dynamodb_endpoint, LOCAL_REGION);
@@ -415,7 +416,7 @@ impl Gateway {
             addr,
             stop_server: Some(stop_server),
             server: Some(server),
-            dynamodb,
+            database,
             dynamodb_endpoint,
             secrets,
         })
@@ -439,6 +440,12 @@ impl Gateway {
     /// The @connections base URL handlers get as `CALLBACK_URL`.
     pub fn callback_url(&self) -> String {
         format!("http://{}/{}", self.addr, self.stage())
+    }
+
+    /// The process id of the DynamoDB Local the gateway runs (the current one, after a
+    /// restart); `None` with an external DynamoDB, or while it is down.
+    pub fn dynamodb_pid(&self) -> Option<u32> {
+        self.database.as_ref().and_then(Database::pid)
     }
 
     /// The DynamoDB endpoint the handlers use.
@@ -548,8 +555,8 @@ impl Gateway {
             pool.shutdown().await;
         }
         self.secrets.stop();
-        if let Some(db) = self.dynamodb.take() {
-            db.stop().await;
+        if let Some(database) = self.database.take() {
+            database.stop().await;
         }
         info!("local gateway stopped");
     }

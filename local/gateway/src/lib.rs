@@ -7,6 +7,7 @@
 
 mod authorizer;
 pub mod connections;
+mod database;
 pub mod events;
 pub mod functions;
 mod gateway;

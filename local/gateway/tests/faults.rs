@@ -317,3 +317,151 @@ fn replies(frames: &[serde_json::Value]) -> usize {
         })
         .count()
 }
+
+/// Sends `request` and waits (within API Gateway's 29 s integration timeout) for its reply.
+async fn reply_to(client: &mut Client, request: serde_json::Value) -> serde_json::Value {
+    let reference = request["ref"].clone();
+    client.send(request).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(29);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let frame = client
+            .next(left)
+            .await
+            .unwrap_or_else(|| panic!("no reply to {reference} within the integration timeout"));
+        if frame["ref"] == reference {
+            return frame;
+        }
+    }
+}
+
+/// Sends SIGSTOP, SIGCONT or SIGKILL to a process the gateway started.
+fn signal(pid: u32, signal: i32) {
+    // SAFETY: kill only sends a signal, to DynamoDB Local's Java process, which we started.
+    let sent = unsafe { libc::kill(pid as i32, signal) };
+    assert_eq!(sent, 0, "signal {signal} to {pid}");
+}
+
+/// DynamoDB Local paused (SIGSTOP), then killed: what needs storage answers `internal` with a
+/// request id well inside the integration timeout, `ping` still answers, `$connect` is refused
+/// with a 5xx; once it is back (SIGCONT, or the gateway's restart on its kept data) the next
+/// actions succeed.
+#[tokio::test(flavor = "multi_thread")]
+async fn dynamodb_stalled_then_killed_answers_internal_and_recovers() {
+    let data = std::env::temp_dir().join(format!("local-gateway-ddb-{}", std::process::id()));
+    let gateway = start(real_template_copy(), |o| {
+        o.dynamodb = local_gateway::DynamoDb::Start {
+            persist_dir: Some(data.clone()),
+            jar_dir: None,
+        };
+    })
+    .await;
+    let url = gateway.websocket_url();
+    let mut alice = Client::connect(&gateway).await;
+    let mut bob = Client::connect(&gateway).await;
+    let mut carol = Client::connect(&gateway).await;
+    let mut dave = Client::connect(&gateway).await;
+    alice
+        .request(json!({"action": "join", "room": "den"}), "joined")
+        .await;
+    let pid = gateway
+        .dynamodb_pid()
+        .expect("the gateway runs DynamoDB Local");
+
+    // Paused: it still accepts TCP connections, and never answers.
+    signal(pid, libc::SIGSTOP);
+    let (sent, joined, history, pong, connect) = tokio::join!(
+        reply_to(
+            &mut alice,
+            json!({"action": "sendmessage", "room": "den", "text": "x", "ref": "s"})
+        ),
+        reply_to(
+            &mut bob,
+            json!({"action": "join", "room": "den", "ref": "j"})
+        ),
+        reply_to(
+            &mut carol,
+            json!({"action": "history", "room": "den", "ref": "h"})
+        ),
+        reply_to(&mut dave, json!({"action": "ping", "ref": "p"})),
+        refused(url.clone()),
+    );
+    signal(pid, libc::SIGCONT);
+    let after_pause = [
+        reply_to(
+            &mut alice,
+            json!({"action": "sendmessage", "room": "den", "text": "y", "ref": "s2"}),
+        )
+        .await,
+        reply_to(
+            &mut bob,
+            json!({"action": "join", "room": "den", "ref": "j2"}),
+        )
+        .await,
+    ];
+
+    // Killed: the gateway starts it again on the same port, on the data it kept.
+    signal(pid, libc::SIGKILL);
+    let mut restarted = None;
+    for _ in 0..600 {
+        restarted = gateway.dynamodb_pid().filter(|new| *new != pid);
+        if restarted.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let restarted = restarted.expect("DynamoDB Local started again within 60 s");
+    let after_kill = [
+        reply_to(
+            &mut alice,
+            json!({"action": "sendmessage", "room": "den", "text": "z", "ref": "s3"}),
+        )
+        .await,
+        reply_to(
+            &mut carol,
+            json!({"action": "history", "room": "den", "ref": "h3"}),
+        )
+        .await,
+    ];
+    let mut erin = Client::connect(&gateway).await;
+    let erin_rooms = erin.request(json!({"action": "whoami"}), "identity").await["rooms"].clone();
+
+    let stalled = [&sent, &joined, &history];
+    println!(
+        "dynamodb: paused: {} internal, ping {}, $connect {}; resumed: {:?}; killed {pid}, restarted as {restarted}: {:?}",
+        stalled.iter().filter(|r| r["code"] == "internal").count(),
+        pong["type"],
+        connect.0,
+        after_pause.iter().map(|r| r["type"].clone()).collect::<Vec<_>>(),
+        after_kill.iter().map(|r| r["type"].clone()).collect::<Vec<_>>(),
+    );
+    for reply in stalled {
+        assert_eq!(reply["code"], "internal", "{reply}");
+        assert!(
+            reply["requestId"].as_str().is_some_and(|id| !id.is_empty()),
+            "{reply}"
+        );
+    }
+    assert_eq!(pong["type"], "pong", "ping needs no storage: {pong}");
+    assert!(
+        (500..600).contains(&connect.0),
+        "$connect refused with {connect:?}"
+    );
+    assert_eq!(after_pause[0]["type"], "sent", "{}", after_pause[0]);
+    assert_eq!(after_pause[1]["type"], "joined", "{}", after_pause[1]);
+    assert_eq!(after_kill[0]["type"], "sent", "{}", after_kill[0]);
+    let texts: Vec<_> = after_kill[1]["messages"]
+        .as_array()
+        .expect("history after the restart")
+        .iter()
+        .map(|m| m["text"].clone())
+        .collect();
+    assert_eq!(
+        texts,
+        [json!("y"), json!("z")],
+        "kept on disk across the restart"
+    );
+    assert_eq!(erin_rooms, json!(["lobby"]));
+    gateway.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data);
+}
