@@ -102,3 +102,132 @@ async fn flooding_and_slow_clients_cost_the_others_nothing() {
     drop(slow);
     gateway.shutdown().await;
 }
+
+/// The items of one partition of a table.
+async fn partition(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    pk: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    db.query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("query")
+}
+
+/// 1,000 clients connecting at once, then all closing at once: every `$connect` is answered
+/// (accepted or a clear status), every `$disconnect` runs exactly once, and DynamoDB holds no
+/// record of a closed connection afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storm_of_connects_and_closes_leaves_nothing_behind() {
+    const CLIENTS: usize = 1000;
+    let gateway = start(real_template_copy(), |_| {}).await;
+    let url = gateway.websocket_url();
+    let attempts = futures::future::join_all((0..CLIENTS).map(|_| {
+        let url = url.clone();
+        async move {
+            match tokio::time::timeout(
+                Duration::from_secs(60),
+                tokio_tungstenite::connect_async(url),
+            )
+            .await
+            {
+                Ok(Ok((ws, _))) => Ok(ws),
+                Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+                    Err(format!("HTTP {}", response.status()))
+                }
+                Ok(Err(other)) => Err(format!("failed: {other}")),
+                Err(_) => Err("no answer within 60 s".to_owned()),
+            }
+        }
+    }))
+    .await;
+    let mut sockets = Vec::new();
+    let mut refusals: std::collections::BTreeMap<String, usize> = Default::default();
+    for attempt in attempts {
+        match attempt {
+            Ok(ws) => sockets.push(ws),
+            Err(why) => *refusals.entry(why).or_default() += 1,
+        }
+    }
+    let accepted = sockets.len();
+    let db = local_gateway::tables::local_client(gateway.dynamodb_endpoint(), "us-east-1");
+    let lobby = partition(&db, "realtime-dev-connections", "ROOM#lobby").await;
+    let ids: Vec<String> = lobby
+        .iter()
+        .filter_map(|item| item.get("connectionId")?.as_s().ok().cloned())
+        .collect();
+
+    // All close at once.
+    futures::future::join_all(sockets.iter_mut().map(|ws| ws.close(None))).await;
+    drop(sockets);
+    let disconnect_fn = real_function_id("disconnect");
+    let mut left = usize::MAX;
+    for _ in 0..600 {
+        left = partition(&db, "realtime-dev-connections", "ROOM#lobby")
+            .await
+            .len();
+        let disconnects = gateway.invocation_count(&disconnect_fn).unwrap_or(0);
+        if left == 0 && gateway.connection_count() == 0 && disconnects >= accepted as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let disconnects = gateway.invocation_count(&disconnect_fn).unwrap_or(0);
+    let mut records_left = 0;
+    let mut disconnects_audited = std::collections::BTreeMap::<usize, usize>::new();
+    for id in &ids {
+        records_left += partition(&db, "realtime-dev-connections", &format!("CONN#{id}"))
+            .await
+            .len();
+        let audited = partition(&db, "realtime-dev-audit", &format!("CONN#{id}"))
+            .await
+            .iter()
+            .filter(|item| {
+                item.get("kind")
+                    .and_then(|k| k.as_s().ok())
+                    .map(String::as_str)
+                    == Some("disconnect")
+            })
+            .count();
+        *disconnects_audited.entry(audited).or_default() += 1;
+    }
+    println!(
+        "storm: {CLIENTS} connects: {accepted} accepted, refused {refusals:?}; {} in the lobby; \
+         {disconnects} $disconnect runs; audited disconnects per connection {disconnects_audited:?}; \
+         {left} lobby and {records_left} connection records left",
+        ids.len()
+    );
+    assert_eq!(accepted + refusals.values().sum::<usize>(), CLIENTS);
+    assert!(
+        refusals.keys().all(|why| why.starts_with("HTTP ")),
+        "every refusal is a clear status: {refusals:?}"
+    );
+    assert_eq!(
+        ids.len(),
+        accepted,
+        "every accepted connection was in the lobby"
+    );
+    assert_eq!(
+        disconnects, accepted as u64,
+        "one $disconnect per connection"
+    );
+    assert_eq!(
+        disconnects_audited,
+        std::collections::BTreeMap::from([(1, accepted)]),
+        "each connection's disconnect recorded exactly once"
+    );
+    assert_eq!(
+        (left, records_left),
+        (0, 0),
+        "no record of a closed connection"
+    );
+    gateway.shutdown().await;
+}
