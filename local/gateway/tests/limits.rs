@@ -234,6 +234,16 @@ async fn a_flooding_client_is_rate_limited_and_others_go_through() {
             .send(json!({"action": "sendmessage", "text": format!("flood {n}"), "ref": format!("f{n}")}))
             .await;
     }
+    // Answered while the flood is being served: one client does not starve another. The bound
+    // (2 s) holds on any machine; the flood once kept a whoami waiting over 15 s.
+    let asked = std::time::Instant::now();
+    calm.send(json!({"action": "whoami", "ref": "who"})).await;
+    let identity = calm
+        .next(Duration::from_secs(2))
+        .await
+        .expect("whoami answered within 2 s of a flood");
+    assert_eq!(identity["ref"], "who", "{identity}");
+    let whoami = asked.elapsed();
     let mut calm_acks = 0;
     for n in 0..5 {
         let ack = calm
@@ -269,7 +279,7 @@ async fn a_flooding_client_is_rate_limited_and_others_go_through() {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    println!("flood: {accepted} accepted, {limited} rate_limited in {elapsed:.1} s; calm: {calm_acks} of 5 accepted");
+    println!("flood: {accepted} accepted, {limited} rate_limited in {elapsed:.1} s; calm: whoami in {whoami:?}, {calm_acks} of 5 accepted");
     assert!(limited > 0, "the flood was limited");
     // A bucket of 20 refilled at 10 a second: no more than that got through.
     let bound = 20.0 + 10.0 * elapsed + 1.0;
