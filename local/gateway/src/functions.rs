@@ -204,12 +204,26 @@ impl FunctionPool {
         event: Vec<u8>,
         integration_timeout: Duration,
     ) -> Result<Bytes, InvokeError> {
+        self.invoke_unless(event, integration_timeout, std::future::pending())
+            .await
+    }
+
+    /// [`FunctionPool::invoke`], given up with [`InvokeError::ShuttingDown`] if `abandon`
+    /// resolves while the event still waits for a process (once a process has it, it runs).
+    pub async fn invoke_unless(
+        &self,
+        event: Vec<u8>,
+        integration_timeout: Duration,
+        abandon: impl std::future::Future<Output = ()>,
+    ) -> Result<Bytes, InvokeError> {
         self.invocations.fetch_add(1, Ordering::Relaxed);
         let integration_deadline = Instant::now() + integration_timeout;
-        let permit = tokio::time::timeout_at(integration_deadline, self.slots.acquire())
-            .await
-            .map_err(|_| InvokeError::Timeout(integration_timeout))?
-            .map_err(|_| InvokeError::ShuttingDown)?;
+        let permit = tokio::select! {
+            permit = tokio::time::timeout_at(integration_deadline, self.slots.acquire()) => permit
+                .map_err(|_| InvokeError::Timeout(integration_timeout))?
+                .map_err(|_| InvokeError::ShuttingDown)?,
+            () = abandon => return Err(InvokeError::ShuttingDown),
+        };
         if self.closed.load(Ordering::Acquire) {
             return Err(InvokeError::ShuttingDown);
         }

@@ -39,8 +39,9 @@ pub const LOCAL_ACCOUNT_ID: &str = "000000000000";
 /// What `Ref` of the API gives locally.
 pub const LOCAL_API_ID: &str = "local";
 
-/// How long shutdown waits for `$disconnect` handlers of the connections it closes.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the `$disconnect`s of the connections it closes: a little more
+/// than one integration timeout, since they queue for the function's processes.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Where the gateway gets its DynamoDB from.
 #[derive(Debug, Clone)]
@@ -187,11 +188,29 @@ pub(crate) struct Shared {
     pub(crate) local_port: u16,
     pub(crate) web: Option<WebRoot>,
     shutting_down: AtomicBool,
+    shutdown_begun: tokio::sync::Notify,
 }
 
 impl Shared {
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Starts the shutdown: new upgrades are refused and queued messages given up.
+    fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        self.shutdown_begun.notify_waiters();
+    }
+
+    /// Resolves once the shutdown has begun.
+    async fn shutdown_begun(&self) {
+        loop {
+            let notified = self.shutdown_begun.notified();
+            if self.is_shutting_down() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Invokes a route's function; `Ok(None)` for a route without an integration.
@@ -200,6 +219,28 @@ impl Shared {
         route: &Route,
         event: Vec<u8>,
     ) -> Result<Option<Bytes>, InvokeError> {
+        self.invoke_unless(route, event, std::future::pending())
+            .await
+    }
+
+    /// Invokes a client message's route. At shutdown, a message still waiting for a process is
+    /// given up: its sender is being disconnected, and the `$disconnect`s must not queue behind
+    /// messages whose answers nobody can receive.
+    pub(crate) async fn invoke_message(
+        &self,
+        route: &Route,
+        event: Vec<u8>,
+    ) -> Result<Option<Bytes>, InvokeError> {
+        self.invoke_unless(route, event, self.shutdown_begun())
+            .await
+    }
+
+    async fn invoke_unless(
+        &self,
+        route: &Route,
+        event: Vec<u8>,
+        abandon: impl std::future::Future<Output = ()>,
+    ) -> Result<Option<Bytes>, InvokeError> {
         let Some(target) = &route.target else {
             return Ok(None);
         };
@@ -207,7 +248,9 @@ impl Shared {
             // The template reader registers every targeted function: this cannot happen.
             return Err(InvokeError::ShuttingDown);
         };
-        pool.invoke(event, target.timeout).await.map(Some)
+        pool.invoke_unless(event, target.timeout, abandon)
+            .await
+            .map(Some)
     }
 
     /// Runs `$disconnect` for a closed connection (best effort, as in API Gateway).
@@ -381,6 +424,7 @@ impl Gateway {
             local_port: addr.port(),
             web,
             shutting_down: AtomicBool::new(false),
+            shutdown_begun: tokio::sync::Notify::new(),
         });
 
         let (stop_server, stopped) = oneshot::channel::<()>();
@@ -531,7 +575,7 @@ impl Gateway {
     /// Closes every client (running `$disconnect`), then stops the server, the handler
     /// processes and DynamoDB Local.
     pub async fn shutdown(mut self) {
-        self.shared.shutting_down.store(true, Ordering::Release);
+        self.shared.begin_shutdown();
         self.shared.connections.close_all(websocket::GOING_AWAY);
         if tokio::time::timeout(SHUTDOWN_GRACE, self.shared.connections.tasks_finished())
             .await

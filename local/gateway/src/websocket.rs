@@ -557,7 +557,7 @@ async fn route_message(shared: Arc<Shared>, connection: Arc<Connection>, body: U
         &route.key,
         body.as_str(),
     );
-    match shared.invoke(route, event).await {
+    match shared.invoke_message(route, event).await {
         Ok(Some(response)) if route.two_way => {
             let body = match ProxyResponse::parse(&response) {
                 Some(proxy) => proxy.body.unwrap_or_default(),
