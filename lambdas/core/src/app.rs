@@ -456,6 +456,7 @@ impl Messaging {
         if !members.contains(&caller.connection_id) {
             members.push(caller.connection_id.clone());
         }
+        refuse_if_out_of_time(deadline, ports.settings.fanout)?;
         let message = ports.message(caller, Some(room.clone()), text, false);
         let entry = ports.entry_at(
             message.sent_at,
@@ -510,6 +511,7 @@ impl Messaging {
         deadline: Deadline,
     ) -> Result<Done, AppError> {
         let ports = &self.ports;
+        refuse_if_out_of_time(deadline, ports.settings.fanout)?;
         let message = ports.message(caller, None, text, true);
         let event = AuditEvent::Whisper {
             to: to.clone(),
@@ -579,6 +581,20 @@ impl Messaging {
         let ids = |pairs: Vec<(ConnectionId, bool)>| pairs.into_iter().map(|(id, _)| id).collect();
         (ids(forgotten), ids(skipped))
     }
+}
+
+/// Refuses a message before it is recorded when the invocation has no time left to post it:
+/// a `sent` for a message nobody could be sent would be an ack of nothing. (Under load the
+/// local gateway queues events, and on AWS a slow invocation can get here late.)
+fn refuse_if_out_of_time(deadline: Deadline, policy: FanoutPolicy) -> Result<(), ClientError> {
+    if !deadline.is_within(policy.deadline_margin) {
+        return Ok(());
+    }
+    tracing::warn!("too little of the invocation is left to deliver a message: refused unrecorded");
+    Err(ClientError::new(
+        ErrorCode::Internal,
+        "the server is too busy to deliver this message now; it was not sent: try again",
+    ))
 }
 
 /// How many messages of a page fit, taken in `sizes`' order: at most `limit`, within `budget`

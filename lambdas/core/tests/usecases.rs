@@ -868,3 +868,35 @@ async fn errors_quote_client_input_only_in_part() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_message_with_no_time_left_to_deliver_is_refused_unrecorded() {
+    let w = world_with(|s| s.fanout.deadline_margin = Duration::from_secs(1));
+    let a = w.connect("A").await;
+    let b = w.connect("B").await;
+    let recorded = w.audit.entries().len();
+    for body in [
+        json!({"action": "sendmessage", "text": "late"}),
+        json!({"action": "whisper", "to": "B", "text": "late"}),
+    ] {
+        let outcome = w
+            .app
+            .on_message(
+                &a,
+                &body.to_string(),
+                Deadline::after(Duration::from_millis(500)),
+            )
+            .await;
+        let frame = reply(&outcome);
+        assert_eq!(frame["code"], "internal", "{frame}");
+        assert!(
+            frame["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("not sent")),
+            "{frame}"
+        );
+    }
+    assert_eq!(w.audit.entries().len(), recorded, "nothing recorded");
+    assert_eq!(w.notifier.delivered(), 0, "nothing posted");
+    assert!(w.frames(&b).is_empty());
+}
