@@ -7,15 +7,17 @@ pub mod deadline;
 pub mod error;
 pub mod fanout;
 pub mod memory;
+pub mod messaging;
 pub mod model;
 pub mod ports;
 pub mod protocol;
 pub mod random;
 pub mod rate;
 
-pub use app::{AppError, Messaging, Outcome, Ports, Settings};
+pub use app::{AppError, Ports, Settings};
 pub use deadline::Deadline;
 pub use error::{ClientError, ErrorCode};
+pub use messaging::{Messaging, Outcome};
 pub use model::{
     AuditEntry, AuditEvent, Caller, ChatMessage, Connection, ConnectionId, HistoryPage, MessageId,
     Room,

@@ -3,7 +3,7 @@
 //!
 //! To add an action: add a variant to [`Request`] (its name is the variant's, lower-cased, for
 //! serde and for [`Action`] alike), its checks to [`Request::validate`], then handle it in
-//! `Messaging::execute` (`app.rs`).
+//! `Messaging::execute` (`messaging.rs`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
