@@ -234,7 +234,6 @@ impl Messaging {
             .await?;
         // The latest page and `before` keep the newest messages, `after` the oldest.
         let keep_newest = !matches!(page, HistoryPage::After(_));
-        let mut more = messages.len() > limit as usize;
         let envelope = Reply::History {
             room: room.clone(),
             messages: Vec::new(),
@@ -250,8 +249,9 @@ impl Messaging {
         } else {
             how_many_fit(sizes, limit as usize, budget)
         };
-        if fit < messages.len() {
-            more = true;
+        // Fewer fit than were read (at most `limit` fit, one more was read): there are more.
+        let more = fit < messages.len();
+        if more {
             if keep_newest {
                 messages.drain(..messages.len() - fit);
             } else {

@@ -13,8 +13,8 @@ use realtime_core::ports::{ConnectionStore, RateStore, StoreError};
 use realtime_core::{Connection, ConnectionId, Room};
 
 use super::{
-    conn_key, delete, is_retryable_cancellation, key, n, put, room_key, s, text, Backoff, Item,
-    BATCH_LIMIT, RATE_SK,
+    conn_key, delete, is_retryable_cancellation, key, n, number, projection_names, put, room_key,
+    s, text, Backoff, Item, BATCH_LIMIT, RATE_SK,
 };
 
 /// Connections, memberships and rate-limit state in the connections table.
@@ -97,8 +97,8 @@ impl DynamoStore {
             .set_key(Some(key(pk, sk)))
             .consistent_read(true)
             .projection_expression(projection);
-        for name in projection.split(", ").filter(|p| p.starts_with('#')) {
-            request = request.expression_attribute_names(name, &name[1..]);
+        for (placeholder, name) in projection_names(projection) {
+            request = request.expression_attribute_names(placeholder, name);
         }
         request
             .send()
@@ -128,8 +128,8 @@ impl DynamoStore {
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_values(":pk", s(pk))
             .projection_expression(projection);
-        for name in projection.split(", ").filter(|p| p.starts_with('#')) {
-            request = request.expression_attribute_names(name, &name[1..]);
+        for (placeholder, name) in projection_names(projection) {
+            request = request.expression_attribute_names(placeholder, name);
         }
         if let Some(prefix) = sk_prefix {
             condition.push_str(" AND begins_with(#sk, :prefix)");
@@ -270,10 +270,7 @@ impl ConnectionStore for DynamoStore {
             .get("is_member", conn_key(id), room_key(room), "#expiresAt")
             .await?;
         Ok(item
-            .as_ref()
-            .and_then(|item| item.get("expiresAt"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(|item| number(&item, "expiresAt"))
             .is_some_and(|expires| expires > now.timestamp()))
     }
 
@@ -351,11 +348,7 @@ impl RateStore for DynamoStore {
         let item = self
             .get("rate limit", conn_key(id), RATE_SK.to_owned(), "#tat")
             .await?;
-        Ok(item
-            .as_ref()
-            .and_then(|item| item.get("tat"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok()))
+        Ok(item.and_then(|item| number(&item, "tat")))
     }
 
     async fn replace_rate_state(

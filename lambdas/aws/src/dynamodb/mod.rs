@@ -115,6 +115,19 @@ pub(super) fn text(item: &Item, name: &str) -> Option<String> {
     item.get(name).and_then(|v| v.as_s().ok()).cloned()
 }
 
+/// A whole-number attribute of an item, if it has one.
+pub(super) fn number(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+/// The `#name` placeholders of a projection such as `#sk, #connectedAt`, each with the
+/// attribute it stands for.
+pub(super) fn projection_names(projection: &str) -> impl Iterator<Item = (&str, &str)> {
+    projection
+        .split(", ")
+        .filter_map(|placeholder| Some((placeholder, placeholder.strip_prefix('#')?)))
+}
+
 pub(super) fn put(table: &str, item: Item) -> Result<TransactWriteItem, StoreError> {
     let put = Put::builder()
         .table_name(table)
