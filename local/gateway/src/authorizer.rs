@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use tracing::warn;
 
 use crate::connections::Connection;
-use crate::gateway::Shared;
+use crate::state::Shared;
 use crate::template::{AuthorizerSpec, IdentitySource};
 
 /// Runs the authorizer; `Ok` holds `requestContext.authorizer` for later events, `Err` the

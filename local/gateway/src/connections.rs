@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use axum::body::Bytes;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tokio_util::task::TaskTracker;
 
 use crate::events::{now_ms, ConnectionFacts};
 
@@ -288,8 +290,7 @@ pub struct Load {
 #[derive(Debug, Default)]
 pub struct Connections {
     by_id: Mutex<HashMap<Box<str>, Arc<Connection>>>,
-    tasks: AtomicUsize,
-    tasks_done: Notify,
+    tasks: TaskTracker,
     messages_in_flight: AtomicUsize,
     refused_posts: AtomicUsize,
 }
@@ -354,27 +355,18 @@ impl Connections {
         }
     }
 
-    /// Counts a socket task as running until the guard drops.
-    pub fn task_guard(self: &Arc<Self>) -> TaskGuard {
-        self.tasks.fetch_add(1, Ordering::AcqRel);
-        TaskGuard(self.clone())
+    /// Counts a socket task as running until the token drops.
+    pub fn task_guard(&self) -> TaskTrackerToken {
+        self.tasks.token()
     }
 
-    /// Waits until every socket task has finished.
+    /// Waits until every socket task has finished (at shutdown: tasks may still start, and
+    /// are waited for too).
     pub async fn tasks_finished(&self) {
-        loop {
-            let notified = self.tasks_done.notified();
-            if self.tasks.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 }
-
-/// Keeps a socket task counted (see [`Connections::task_guard`]).
-#[derive(Debug)]
-pub struct TaskGuard(Arc<Connections>);
 
 /// Keeps a client message counted as in flight (see [`Connections::message_guard`]).
 #[derive(Debug)]
@@ -383,13 +375,5 @@ pub struct MessageGuard(Arc<Connections>);
 impl Drop for MessageGuard {
     fn drop(&mut self) {
         self.0.messages_in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        if self.0.tasks.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.tasks_done.notify_waiters();
-        }
     }
 }

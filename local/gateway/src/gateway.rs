@@ -8,11 +8,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -21,14 +19,14 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::connections::{Connection, Connections};
 use crate::database::Database;
-use crate::events::{self, ApiContext};
-use crate::functions::{FunctionPool, HostSettings, InvokeError};
-use crate::intrinsics::LocalContext;
-use crate::secrets::{SecretFileError, SecretStore, SecretsServer};
+use crate::events::ApiContext;
+use crate::functions::{binary_path, FunctionPool, HostSettings};
+use crate::options::{DynamoDb, Options};
+use crate::secrets::{read_secret_file, SecretFileError, SecretStore, SecretsServer};
+use crate::state::{Limits, Shared};
 use crate::tables::{self, TableError, LOCAL_ACCESS_KEY};
-use crate::template::{ApiModel, Route, Template, TemplateError, CALLBACK_URL_VAR};
+use crate::template::{ApiModel, LocalContext, Template, TemplateError, CALLBACK_URL_VAR};
 use crate::web::WebRoot;
 use crate::{management, websocket};
 
@@ -42,83 +40,6 @@ pub const LOCAL_API_ID: &str = "local";
 /// How long shutdown waits for the `$disconnect`s of the connections it closes: a little more
 /// than one integration timeout, since they queue for the function's processes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// Where the gateway gets its DynamoDB from.
-#[derive(Debug, Clone)]
-pub enum DynamoDb {
-    /// Start DynamoDB Local (data in memory, or kept in `persist_dir`).
-    Start {
-        /// Keep the data in this folder between runs.
-        persist_dir: Option<PathBuf>,
-        /// The folder holding `DynamoDBLocal.jar`; the npm package's when `None`.
-        jar_dir: Option<PathBuf>,
-    },
-    /// Use one that already runs at this endpoint.
-    External(String),
-}
-
-/// How to run the gateway.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The synthesized template.
-    pub template: PathBuf,
-    /// The stage to serve; the template's only stage when `None`.
-    pub stage: Option<String>,
-    /// The loopback port (0 picks a free one).
-    pub port: u16,
-    /// Where handler binaries named in the template live.
-    pub bin_dir: PathBuf,
-    /// Close a connection after this long without a message from the client.
-    pub idle_timeout: Duration,
-    /// Close a connection after this long, whatever it does.
-    pub max_duration: Duration,
-    /// Delay added to every @connections call.
-    pub connections_latency: Duration,
-    /// Messages of one connection routed at once; its socket is not read while that many are
-    /// in flight, so a pipelining client waits for itself and not others for it.
-    pub max_in_flight_per_connection: usize,
-    /// How long the upgrade is held after `$connect` accepts, with posts to the connection
-    /// answered 410 meanwhile: widens the window API Gateway has on AWS, where the handshake
-    /// completes some tens of milliseconds after `$connect` returns.
-    pub upgrade_delay: Duration,
-    /// The most processes one function runs at once.
-    pub max_processes_per_function: usize,
-    /// The DynamoDB to use.
-    pub dynamodb: DynamoDb,
-    /// Variables given to every function on top of the template's (local-only settings).
-    pub extra_env: BTreeMap<String, String>,
-    /// The local value of every Secrets Manager secret of the template (the HS256 key of the
-    /// `$connect` authorizer): the file's content, trimmed. Read only when the template has a
-    /// secret; then it must exist.
-    pub jwt_secret_file: PathBuf,
-    /// Serve the web client from this folder (`GET /`, `GET /app.js`, ...); none when `None`.
-    pub web_dir: Option<PathBuf>,
-}
-
-impl Options {
-    /// API Gateway's defaults, for the template at `template`.
-    pub fn new(template: PathBuf) -> Self {
-        Self {
-            template,
-            stage: None,
-            port: 3001,
-            bin_dir: PathBuf::from("target/debug"),
-            idle_timeout: Duration::from_secs(600),
-            max_duration: Duration::from_secs(7200),
-            connections_latency: Duration::ZERO,
-            upgrade_delay: Duration::ZERO,
-            max_in_flight_per_connection: 10,
-            max_processes_per_function: 4,
-            dynamodb: DynamoDb::Start {
-                persist_dir: None,
-                jar_dir: None,
-            },
-            extra_env: BTreeMap::new(),
-            jwt_secret_file: PathBuf::from(".local/jwt-secret"),
-            web_dir: None,
-        }
-    }
-}
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -167,109 +88,6 @@ pub enum StartError {
     },
 }
 
-/// The limits a connection lives by.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    pub(crate) idle_timeout: Duration,
-    pub(crate) max_duration: Duration,
-    pub(crate) connections_latency: Duration,
-    pub(crate) upgrade_delay: Duration,
-    pub(crate) max_in_flight: usize,
-}
-
-/// What every request handler shares.
-pub(crate) struct Shared {
-    pub(crate) api: ApiModel,
-    pub(crate) events: ApiContext,
-    pub(crate) local: LocalContext,
-    pub(crate) connections: Arc<Connections>,
-    pub(crate) functions: HashMap<String, Arc<FunctionPool>>,
-    pub(crate) limits: Limits,
-    pub(crate) local_port: u16,
-    pub(crate) web: Option<WebRoot>,
-    shutting_down: AtomicBool,
-    shutdown_begun: tokio::sync::Notify,
-}
-
-impl Shared {
-    pub(crate) fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Acquire)
-    }
-
-    /// Starts the shutdown: new upgrades are refused and queued messages given up.
-    fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::Release);
-        self.shutdown_begun.notify_waiters();
-    }
-
-    /// Resolves once the shutdown has begun.
-    async fn shutdown_begun(&self) {
-        loop {
-            let notified = self.shutdown_begun.notified();
-            if self.is_shutting_down() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Invokes a route's function; `Ok(None)` for a route without an integration.
-    pub(crate) async fn invoke(
-        &self,
-        route: &Route,
-        event: Vec<u8>,
-    ) -> Result<Option<Bytes>, InvokeError> {
-        self.invoke_unless(route, event, std::future::pending())
-            .await
-    }
-
-    /// Invokes a client message's route. At shutdown, a message still waiting for a process is
-    /// given up: its sender is being disconnected, and the `$disconnect`s must not queue behind
-    /// messages whose answers nobody can receive.
-    pub(crate) async fn invoke_message(
-        &self,
-        route: &Route,
-        event: Vec<u8>,
-    ) -> Result<Option<Bytes>, InvokeError> {
-        self.invoke_unless(route, event, self.shutdown_begun())
-            .await
-    }
-
-    async fn invoke_unless(
-        &self,
-        route: &Route,
-        event: Vec<u8>,
-        abandon: impl std::future::Future<Output = ()>,
-    ) -> Result<Option<Bytes>, InvokeError> {
-        let Some(target) = &route.target else {
-            return Ok(None);
-        };
-        let Some(pool) = self.functions.get(&target.function) else {
-            // The template reader registers every targeted function: this cannot happen.
-            return Err(InvokeError::ShuttingDown);
-        };
-        pool.invoke_unless(event, target.timeout, abandon)
-            .await
-            .map(Some)
-    }
-
-    /// Runs `$disconnect` for a closed connection (best effort, as in API Gateway).
-    pub(crate) async fn disconnect(&self, connection: &Connection, code: u16, reason: &str) {
-        let Some(route) = self.api.route("$disconnect") else {
-            return;
-        };
-        let request_id = events::new_id();
-        let event =
-            events::disconnect(&self.events, &connection.facts(), &request_id, code, reason);
-        if let Err(error) = self.invoke(route, event).await {
-            warn!(
-                connection_id = connection.id(),
-                request_id, "$disconnect failed: {error}"
-            );
-        }
-    }
-}
-
 /// A running gateway.
 pub struct Gateway {
     shared: Arc<Shared>,
@@ -293,158 +111,40 @@ impl Gateway {
     /// Starts everything; returns once clients can connect.
     pub async fn start(options: Options) -> Result<Self, StartError> {
         let template = Template::load(&options.template)?;
-        let stage = match &options.stage {
-            Some(stage) => stage.clone(),
-            None => match template.stage_names().as_slice() {
-                [only] => only.clone(),
-                _ => "dev".to_owned(),
-            },
-        };
         let listener = bind(options.port).await?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             port: options.port,
             source,
         })?;
-        let local = LocalContext {
-            region: LOCAL_REGION.to_owned(),
-            account_id: LOCAL_ACCOUNT_ID.to_owned(),
-            api_id: LOCAL_API_ID.to_owned(),
-            api_endpoint: format!("ws://{addr}"),
-        };
-        let api = template.api(&stage, &local)?;
-        for function in api.functions.values() {
-            let path = crate::functions::binary_path(&options.bin_dir, &function.binary);
-            if !path.is_file() {
-                return Err(StartError::MissingBinary {
-                    path,
-                    function: function.logical_id.clone(),
-                });
-            }
-        }
-        // Read once now, to refuse a missing or weak secret before anything starts; the local
-        // Secrets Manager reads it again at each request.
-        let secret_file = if api.secrets.is_empty() {
-            None
-        } else {
-            crate::secrets::read_secret_file(&options.jwt_secret_file, &api.secrets)?;
-            Some(options.jwt_secret_file.as_path())
-        };
-        let web = match &options.web_dir {
-            Some(dir) => Some(WebRoot::new(dir).map_err(|source| StartError::WebDir {
-                path: dir.clone(),
-                source,
-            })?),
-            None => None,
-        };
-        let secrets = SecretsServer::start(SecretStore::new(&api.secrets, secret_file))
-            .await
-            .map_err(StartError::SecretsServer)?;
-
-        let (database, dynamodb_endpoint) = match &options.dynamodb {
-            DynamoDb::External(endpoint) => (None, endpoint.clone()),
-            DynamoDb::Start {
-                persist_dir,
-                jar_dir,
-            } => {
-                if let Some(dir) = persist_dir {
-                    std::fs::create_dir_all(dir).map_err(dynamodb_local::Error::Spawn)?;
-                }
-                let options = dynamodb_local::Options {
-                    port: None,
-                    data_dir: persist_dir.clone(),
-                    jar_dir: jar_dir.clone(),
-                    // Only the gateway's own pages (the web client) may call it from a browser.
-                    cors_origin: Some(format!("http://{addr}")),
-                };
-                let database = Database::start(options, api.tables.clone()).await?;
-                let endpoint = database.endpoint().to_owned();
-                (Some(database), endpoint)
-            }
-        };
-        let client = tables::local_client(&dynamodb_endpoint, LOCAL_REGION);
-        tables::create_all(&client, &api.tables).await?;
-
-        let callback_url = format!("http://{addr}/{}", api.stage.name);
-        let common_env: BTreeMap<String, String> = [
-            ("AWS_REGION", LOCAL_REGION),
-            ("AWS_DEFAULT_REGION", LOCAL_REGION),
-            ("AWS_ACCESS_KEY_ID", LOCAL_ACCESS_KEY),
-            ("AWS_SECRET_ACCESS_KEY", LOCAL_ACCESS_KEY),
-            ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint.as_str()),
-            // GetSecretValue reaches the gateway's own Secrets Manager: the same SDK call as in Lambda.
-            (
-                "AWS_ENDPOINT_URL_SECRETS_MANAGER",
-                secrets.endpoint.as_str(),
-            ),
-            // No instance metadata service exists here: do not let the SDK wait for one.
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let settings = HostSettings {
-            bin_dir: options.bin_dir.clone(),
-            max_processes: options.max_processes_per_function,
-            common_env,
-        };
-        let functions = api
-            .functions
-            .values()
-            .map(|spec| {
-                let mut spec = spec.clone();
-                spec.environment.extend(options.extra_env.clone());
-                spec.environment
-                    .insert(CALLBACK_URL_VAR.to_owned(), callback_url.clone());
-                (
-                    spec.logical_id.clone(),
-                    Arc::new(FunctionPool::new(spec, &settings)),
-                )
-            })
-            .collect();
-
+        let local = local_context(addr);
+        let api = read_api(&template, &options, &local)?;
+        let web = web_root(&options)?;
+        let secrets = start_secrets(&api, &options).await?;
+        let (database, dynamodb_endpoint) = start_database(&options, &api, addr).await?;
+        let functions = function_pools(&api, &options, addr, &dynamodb_endpoint, &secrets);
         let events = ApiContext {
             api_id: LOCAL_API_ID.to_owned(),
             stage: api.stage.name.clone(),
             domain_name: addr.to_string(),
             stage_variables: api.stage.variables.clone(),
         };
-        let shared = Arc::new(Shared {
+        let limits = Limits {
+            idle_timeout: options.idle_timeout,
+            max_duration: options.max_duration,
+            connections_latency: options.connections_latency,
+            upgrade_delay: options.upgrade_delay,
+            max_in_flight: options.max_in_flight_per_connection.max(1),
+        };
+        let shared = Arc::new(Shared::new(
             api,
             events,
             local,
-            connections: Arc::new(Connections::default()),
             functions,
-            limits: Limits {
-                idle_timeout: options.idle_timeout,
-                max_duration: options.max_duration,
-                connections_latency: options.connections_latency,
-                upgrade_delay: options.upgrade_delay,
-                max_in_flight: options.max_in_flight_per_connection.max(1),
-            },
-            local_port: addr.port(),
+            limits,
+            addr.port(),
             web,
-            shutting_down: AtomicBool::new(false),
-            shutdown_begun: tokio::sync::Notify::new(),
-        });
-
-        let (stop_server, stopped) = oneshot::channel::<()>();
-        let app = app(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let server = tokio::spawn(async move {
-            let result = axum::serve(
-                // Small frames and responses must leave at once, not wait for Nagle.
-                listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                }),
-                app,
-            )
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-            if let Err(error) = result {
-                warn!("the gateway's server stopped: {error}");
-            }
-        });
+        ));
+        let (stop_server, server) = serve(listener, shared.clone());
         info!(
             stage = %shared.api.stage.name,
             routes = shared.api.routes.len(),
@@ -619,6 +319,171 @@ fn app(shared: Arc<Shared>) -> Router {
                 .delete(management::delete_connection),
         )
         .with_state(shared)
+}
+
+/// The values that stand in for the deployed stack's, for a gateway listening at `addr`.
+fn local_context(addr: SocketAddr) -> LocalContext {
+    LocalContext {
+        region: LOCAL_REGION.to_owned(),
+        account_id: LOCAL_ACCOUNT_ID.to_owned(),
+        api_id: LOCAL_API_ID.to_owned(),
+        api_endpoint: format!("ws://{addr}"),
+    }
+}
+
+/// The API of the stage to serve (the template's only stage unless one is named), once every
+/// handler binary it names is known to exist.
+fn read_api(
+    template: &Template,
+    options: &Options,
+    local: &LocalContext,
+) -> Result<ApiModel, StartError> {
+    let stage = match &options.stage {
+        Some(stage) => stage.clone(),
+        None => match template.stage_names().as_slice() {
+            [only] => only.clone(),
+            _ => "dev".to_owned(),
+        },
+    };
+    let api = template.api(&stage, local)?;
+    for function in api.functions.values() {
+        let path = binary_path(&options.bin_dir, &function.binary);
+        if !path.is_file() {
+            return Err(StartError::MissingBinary {
+                path,
+                function: function.logical_id.clone(),
+            });
+        }
+    }
+    Ok(api)
+}
+
+fn web_root(options: &Options) -> Result<Option<WebRoot>, StartError> {
+    let Some(dir) = &options.web_dir else {
+        return Ok(None);
+    };
+    WebRoot::new(dir)
+        .map(Some)
+        .map_err(|source| StartError::WebDir {
+            path: dir.clone(),
+            source,
+        })
+}
+
+/// The local Secrets Manager. The secret file is read once now, to refuse a missing or weak
+/// secret before anything starts; the server reads it again at each request.
+async fn start_secrets(api: &ApiModel, options: &Options) -> Result<SecretsServer, StartError> {
+    let secret_file = if api.secrets.is_empty() {
+        None
+    } else {
+        read_secret_file(&options.jwt_secret_file, &api.secrets)?;
+        Some(options.jwt_secret_file.as_path())
+    };
+    SecretsServer::start(SecretStore::new(&api.secrets, secret_file))
+        .await
+        .map_err(StartError::SecretsServer)
+}
+
+/// DynamoDB Local (or the external one) with the template's tables; its endpoint.
+async fn start_database(
+    options: &Options,
+    api: &ApiModel,
+    addr: SocketAddr,
+) -> Result<(Option<Database>, String), StartError> {
+    let (database, endpoint) = match &options.dynamodb {
+        DynamoDb::External(endpoint) => (None, endpoint.clone()),
+        DynamoDb::Start {
+            persist_dir,
+            jar_dir,
+        } => {
+            if let Some(dir) = persist_dir {
+                std::fs::create_dir_all(dir).map_err(dynamodb_local::Error::Spawn)?;
+            }
+            let options = dynamodb_local::Options {
+                port: None,
+                data_dir: persist_dir.clone(),
+                jar_dir: jar_dir.clone(),
+                // Only the gateway's own pages (the web client) may call it from a browser.
+                cors_origin: Some(format!("http://{addr}")),
+            };
+            let database = Database::start(options, api.tables.clone()).await?;
+            let endpoint = database.endpoint().to_owned();
+            (Some(database), endpoint)
+        }
+    };
+    let client = tables::local_client(&endpoint, LOCAL_REGION);
+    tables::create_all(&client, &api.tables).await?;
+    Ok((database, endpoint))
+}
+
+/// One process pool per function, each with the template's environment plus what points the
+/// handler's SDK at the local stand-ins of AWS.
+fn function_pools(
+    api: &ApiModel,
+    options: &Options,
+    addr: SocketAddr,
+    dynamodb_endpoint: &str,
+    secrets: &SecretsServer,
+) -> HashMap<String, Arc<FunctionPool>> {
+    let common_env: BTreeMap<String, String> = [
+        ("AWS_REGION", LOCAL_REGION),
+        ("AWS_DEFAULT_REGION", LOCAL_REGION),
+        ("AWS_ACCESS_KEY_ID", LOCAL_ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", LOCAL_ACCESS_KEY),
+        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint),
+        // GetSecretValue reaches the gateway's own Secrets Manager: the same SDK call as in Lambda.
+        (
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+            secrets.endpoint.as_str(),
+        ),
+        // No instance metadata service exists here: do not let the SDK wait for one.
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let settings = HostSettings {
+        bin_dir: options.bin_dir.clone(),
+        max_processes: options.max_processes_per_function,
+        common_env,
+    };
+    let callback_url = format!("http://{addr}/{}", api.stage.name);
+    api.functions
+        .values()
+        .map(|spec| {
+            let mut spec = spec.clone();
+            spec.environment.extend(options.extra_env.clone());
+            spec.environment
+                .insert(CALLBACK_URL_VAR.to_owned(), callback_url.clone());
+            (
+                spec.logical_id.clone(),
+                Arc::new(FunctionPool::new(spec, &settings)),
+            )
+        })
+        .collect()
+}
+
+/// Serves the gateway's routes on `listener` until the returned sender fires.
+fn serve(listener: TcpListener, shared: Arc<Shared>) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let (stop_server, stopped) = oneshot::channel::<()>();
+    let app = app(shared).into_make_service_with_connect_info::<SocketAddr>();
+    let server = tokio::spawn(async move {
+        let result = axum::serve(
+            // Small frames and responses must leave at once, not wait for Nagle.
+            listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
+            app,
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        })
+        .await;
+        if let Err(error) = result {
+            warn!("the gateway's server stopped: {error}");
+        }
+    });
+    (stop_server, server)
 }
 
 async fn bind(port: u16) -> Result<TcpListener, StartError> {

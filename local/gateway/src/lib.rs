@@ -11,17 +11,17 @@ mod database;
 pub mod events;
 pub mod functions;
 mod gateway;
-pub mod intrinsics;
 mod management;
+mod options;
 pub mod routing;
 pub mod secrets;
+mod state;
 pub mod tables;
 pub mod template;
 pub mod tokens;
 mod web;
 mod websocket;
 
-pub use gateway::{
-    DynamoDb, Gateway, Options, StartError, LOCAL_ACCOUNT_ID, LOCAL_API_ID, LOCAL_REGION,
-};
+pub use gateway::{Gateway, StartError, LOCAL_ACCOUNT_ID, LOCAL_API_ID, LOCAL_REGION};
+pub use options::{DynamoDb, Options};
 pub use websocket::{DELETED, GOING_AWAY, TOO_BIG, UNSUPPORTED_DATA};

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::connections::PostError;
 use crate::events::iso8601;
-use crate::gateway::Shared;
+use crate::state::Shared;
 use crate::websocket::DELETED;
 
 const ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");

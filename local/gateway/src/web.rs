@@ -1,30 +1,38 @@
 //! The browser client, served from one folder (`web/`): plain GETs (no WebSocket upgrade) of
 //! `/` give `index.html`, of `/NAME` the file NAME at the top of the folder. Nothing below or
 //! outside the folder is served, symbolic links included, and only known file types.
+//!
+//! `tower-http`'s `ServeDir` reads the file and sets its type; the checks in front of it are
+//! ours, because ServeDir serves sub-folders and follows symbolic links, and a page the
+//! developer opens should not reach what a link in `web/` points at.
 
 use std::path::{Path, PathBuf};
 
-use axum::http::{header, HeaderName, StatusCode};
+use axum::body::Body;
+use axum::http::{header, HeaderName, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
+use tower::ServiceExt;
+use tower_http::services::ServeDir;
 
 /// The file types served, by extension.
-const TYPES: &[(&str, &str)] = &[
-    ("html", "text/html; charset=utf-8"),
-    ("js", "text/javascript; charset=utf-8"),
-    ("mjs", "text/javascript; charset=utf-8"),
-    ("css", "text/css; charset=utf-8"),
-    ("json", "application/json"),
-    ("webmanifest", "application/manifest+json"),
-    ("svg", "image/svg+xml"),
-    ("png", "image/png"),
-    ("ico", "image/x-icon"),
-    ("txt", "text/plain; charset=utf-8"),
+const EXTENSIONS: &[&str] = &[
+    "html",
+    "js",
+    "mjs",
+    "css",
+    "json",
+    "webmanifest",
+    "svg",
+    "png",
+    "ico",
+    "txt",
 ];
 
 /// The folder, resolved once at start.
 #[derive(Debug, Clone)]
 pub(crate) struct WebRoot {
     dir: PathBuf,
+    files: ServeDir,
 }
 
 impl WebRoot {
@@ -37,29 +45,48 @@ impl WebRoot {
                 "not a folder",
             ));
         }
-        Ok(Self { dir })
+        let files = ServeDir::new(&dir).append_index_html_on_directories(false);
+        Ok(Self { dir, files })
     }
 
     /// `GET /NAME`: the file, or 404.
     pub(crate) async fn serve(&self, name: &str) -> Response {
-        match self.read(name).await {
-            Some((content_type, body)) => (
-                StatusCode::OK,
-                [
-                    (header::CONTENT_TYPE, content_type),
-                    // Edits show on reload; the token in the page's address goes nowhere.
-                    (header::CACHE_CONTROL, "no-store"),
-                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-                    (HeaderName::from_static("referrer-policy"), "no-referrer"),
-                ],
-                body,
-            )
-                .into_response(),
-            None => not_found(),
+        if !self.is_served(name).await {
+            return not_found();
         }
+        let Ok(request) = Request::get(format!("/{name}")).body(Body::empty()) else {
+            return not_found();
+        };
+        // ServeDir's error is `Infallible`: it answers every request.
+        let Ok(response) = self.files.clone().oneshot(request).await;
+        if response.status() != StatusCode::OK {
+            return not_found();
+        }
+        let mut response = response.map(Body::new);
+        let headers = response.headers_mut();
+        // The project's text files are UTF-8; without the charset a browser reads an HTML page
+        // as windows-1252.
+        let text_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .filter(|t| t.starts_with("text/") && !t.contains("charset"))
+            .map(|t| format!("{t}; charset=utf-8"));
+        if let Some(value) = text_type.and_then(|t| HeaderValue::from_str(&t).ok()) {
+            headers.insert(header::CONTENT_TYPE, value);
+        }
+        for (name, value) in [
+            // Edits show on reload; the token in the page's address goes nowhere.
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (HeaderName::from_static("referrer-policy"), "no-referrer"),
+        ] {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        response
     }
 
-    async fn read(&self, name: &str) -> Option<(&'static str, Vec<u8>)> {
+    /// Whether `name` is a plain file of a served type, really in the folder (not a link).
+    async fn is_served(&self, name: &str) -> bool {
         // One plain file name: letters, digits, `.`, `_`, `-`, not starting with a dot.
         let plain = !name.is_empty()
             && name.len() <= 255
@@ -67,24 +94,15 @@ impl WebRoot {
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !plain {
-            return None;
+        let known = name
+            .rsplit_once('.')
+            .is_some_and(|(_, ext)| EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(ext)));
+        if !plain || !known {
+            return false;
         }
-        let extension = name.rsplit_once('.')?.1;
-        let content_type = TYPES
-            .iter()
-            .find(|(ext, _)| ext.eq_ignore_ascii_case(extension))?
-            .1;
-        // A symbolic link may point anywhere: serve only what really is in the folder.
-        let path = tokio::fs::canonicalize(self.dir.join(name)).await.ok()?;
-        if path.parent() != Some(self.dir.as_path()) {
-            return None;
-        }
-        if !tokio::fs::metadata(&path).await.ok()?.is_file() {
-            return None;
-        }
-        let body = tokio::fs::read(&path).await.ok()?;
-        Some((content_type, body))
+        tokio::fs::symlink_metadata(self.dir.join(name))
+            .await
+            .is_ok_and(|m| m.file_type().is_file())
     }
 }
 

@@ -584,7 +584,7 @@ async fn idle_connections_close_after_the_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn real_template_gives_every_route_and_table() {
-    let local = local_gateway::intrinsics::LocalContext {
+    let local = local_gateway::template::LocalContext {
         region: "us-east-1".into(),
         account_id: "000000000000".into(),
         api_id: "local".into(),

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use local_gateway::events::{self, ApiContext, ConnectionFacts};
-use local_gateway::intrinsics::LocalContext;
 use local_gateway::routing::RouteSelection;
+use local_gateway::template::LocalContext;
 use local_gateway::template::{IdentitySource, Template, TemplateError};
 use serde_json::{json, Value};
 

@@ -425,8 +425,8 @@ pub fn close_code(frame: Option<CloseFrame>) -> u16 {
 // ---------- the real authorizer's tokens ----------
 
 /// The local values the template's intrinsics resolve to.
-pub fn local_context() -> local_gateway::intrinsics::LocalContext {
-    local_gateway::intrinsics::LocalContext {
+pub fn local_context() -> local_gateway::template::LocalContext {
+    local_gateway::template::LocalContext {
         region: "us-east-1".into(),
         account_id: "000000000000".into(),
         api_id: "local".into(),

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::template::Template;
+use super::source::Template;
 
 /// The values that stand in for the deployed stack's.
 #[derive(Debug, Clone)]

@@ -1,6 +1,5 @@
-//! Runs the real handler binaries as Lambda does: each process serves one invocation at a
-//! time through its own Runtime API endpoint; more processes start when all are busy (up to
-//! a bound), and a process that crashed or timed out is replaced by a fresh one.
+//! The processes of one function: started on demand up to a bound, one invocation at a time
+//! each, replaced after a crash or a timeout.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -11,88 +10,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::serve::ListenerExt;
-use axum::Router;
-use rand::Rng;
-use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
+use tokio_util::sync::CancellationToken;
+
+use super::runtime_api::{serve_runtime_api, Job, RuntimeApi};
+use super::{binary_path, request_id, HostSettings, InvokeError, Outcome};
 use crate::template::FunctionSpec;
-
-/// The largest response a synchronous invocation may return (6 MB, as Lambda).
-const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 
 /// Variables passed through from the gateway's own environment; everything else is cleared,
 /// so what a handler sees is what the template gives it, as in Lambda.
 const PASSED_THROUGH: &[&str] = &["PATH", "RUST_LOG", "RUST_BACKTRACE", "TZ", "LANG", "LC_ALL"];
-
-/// Why an invocation failed; API Gateway turns each into `Internal server error`.
-#[derive(Debug, thiserror::Error)]
-pub enum InvokeError {
-    /// The handler reported an error through `/error`.
-    #[error("handler error {error_type}: {message}")]
-    Handler {
-        /// `errorType` of the report.
-        error_type: String,
-        /// `errorMessage` of the report.
-        message: String,
-    },
-    /// The process exited before it answered.
-    #[error("the handler process exited before answering ({0})")]
-    Crashed(String),
-    /// No answer before the deadline; the process was killed.
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
-    /// The process could not be started.
-    #[error("cannot start {binary}: {source}")]
-    Spawn {
-        /// The binary.
-        binary: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The gateway is shutting down.
-    #[error("the gateway is shutting down")]
-    ShuttingDown,
-}
-
-/// What the Runtime API received for one invocation.
-#[derive(Debug)]
-enum Outcome {
-    Response(Bytes),
-    Error { error_type: String, message: String },
-}
-
-/// Settings shared by every function's processes.
-#[derive(Debug, Clone)]
-pub struct HostSettings {
-    /// Where handler binaries named without a path live.
-    pub bin_dir: PathBuf,
-    /// The most processes one function may run at once.
-    pub max_processes: usize,
-    /// Variables every process gets (region, credentials, endpoints, `CALLBACK_URL`).
-    pub common_env: BTreeMap<String, String>,
-}
-
-/// The binary a function runs: a path when the metadata holds one, else a name in `bin_dir`.
-pub fn binary_path(bin_dir: &Path, binary: &str) -> PathBuf {
-    if binary.contains('/') {
-        PathBuf::from(binary)
-    } else {
-        bin_dir.join(binary)
-    }
-}
 
 /// The processes of one function.
 pub struct FunctionPool {
@@ -334,12 +268,12 @@ impl FunctionPool {
             jobs: jobs_tx,
             alive: AtomicBool::new(true),
             exited: Notify::new(),
-            kill: Notify::new(),
+            kill: CancellationToken::new(),
             exit: Mutex::new(None),
             done: Mutex::new(None),
         });
         let api = Arc::new(RuntimeApi {
-            process: process.clone(),
+            kill: process.kill.clone(),
             function: self.spec.name.clone(),
             arn: self.spec.arn.clone(),
             jobs: tokio::sync::Mutex::new(jobs_rx),
@@ -434,7 +368,7 @@ struct Process {
     alive: AtomicBool,
     /// Notified (with a stored permit) once the process has exited.
     exited: Notify,
-    kill: Notify,
+    kill: CancellationToken,
     exit: Mutex<Option<ExitStatus>>,
     done: Mutex<Option<JoinHandle<()>>>,
 }
@@ -445,7 +379,7 @@ impl Process {
     }
 
     fn kill(&self) {
-        self.kill.notify_one();
+        self.kill.cancel();
     }
 
     fn exit_description(&self) -> String {
@@ -467,7 +401,7 @@ async fn supervise(mut child: Child, process: Arc<Process>, server: JoinHandle<(
     let group = child.id().and_then(|pid| i32::try_from(pid).ok());
     let status = tokio::select! {
         status = child.wait() => status,
-        () = process.kill.notified() => {
+        () = process.kill.cancelled() => {
             kill_group(group);
             let _ = child.start_kill();
             child.wait().await
@@ -518,189 +452,4 @@ async fn forward_lines(function: String, stream: impl AsyncRead + Unpin) {
 /// that spawned the child: the runtime's worker threads, which live as long as the gateway.)
 fn die_with_parent(command: &mut Command) {
     dynamodb_local::die_with_parent(command);
-}
-
-/// A Lambda request id (a UUID v4).
-pub(crate) fn request_id() -> String {
-    let random: u128 = rand::rng().random();
-    // Version 4 in bits 76..80, variant 0b10 in bits 62..64.
-    let bits =
-        (((random & !(0xf_u128 << 76)) | (0x4_u128 << 76)) & !(0x3_u128 << 62)) | (0x2_u128 << 62);
-    let hex = format!("{bits:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
-// ---- the Runtime API one process talks to ----
-
-struct Job {
-    request_id: String,
-    event: Bytes,
-    deadline_ms: i64,
-    reply: oneshot::Sender<Outcome>,
-}
-
-struct Pending {
-    request_id: String,
-    reply: oneshot::Sender<Outcome>,
-}
-
-struct RuntimeApi {
-    process: Arc<Process>,
-    function: String,
-    arn: String,
-    jobs: tokio::sync::Mutex<mpsc::Receiver<Job>>,
-    current: Mutex<Option<Pending>>,
-}
-
-async fn serve_runtime_api(listener: TcpListener, api: Arc<RuntimeApi>) {
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
-        .route(
-            "/2018-06-01/runtime/invocation/{request_id}/response",
-            post(invocation_response),
-        )
-        .route(
-            "/2018-06-01/runtime/invocation/{request_id}/error",
-            post(invocation_error),
-        )
-        .route("/2018-06-01/runtime/init/error", post(init_error))
-        // Lambda takes responses up to 6 MB; axum's default (2 MB) would fail a healthy
-        // handler's larger answer. One byte more, so that an oversized one is seen as such.
-        .layer(DefaultBodyLimit::max(MAX_RESPONSE_BYTES + 1))
-        .with_state(api);
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    if let Err(error) = axum::serve(listener, app).await {
-        warn!("runtime API server stopped: {error}");
-    }
-}
-
-async fn next_invocation(State(api): State<Arc<RuntimeApi>>) -> Response {
-    let mut jobs = api.jobs.lock().await;
-    let Some(job) = jobs.recv().await else {
-        return StatusCode::GONE.into_response();
-    };
-    // No await between taking the job and recording it: a dropped request cannot lose it.
-    *api.current
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Pending {
-        request_id: job.request_id.clone(),
-        reply: job.reply,
-    });
-    let mut headers = HeaderMap::new();
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(name, value);
-        }
-    };
-    set("lambda-runtime-aws-request-id", &job.request_id);
-    set("lambda-runtime-deadline-ms", &job.deadline_ms.to_string());
-    set("lambda-runtime-invoked-function-arn", &api.arn);
-    set(
-        "lambda-runtime-trace-id",
-        &format!("{};Sampled=0", crate::events::trace_id()),
-    );
-    set("content-type", "application/json");
-    (headers, job.event).into_response()
-}
-
-fn take_pending(api: &RuntimeApi, request_id: &str) -> Option<Pending> {
-    let mut current = api
-        .current
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if current.as_ref().is_some_and(|p| p.request_id == request_id) {
-        current.take()
-    } else {
-        None
-    }
-}
-
-async fn invocation_response(
-    State(api): State<Arc<RuntimeApi>>,
-    UrlPath(request_id): UrlPath<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let Some(pending) = take_pending(&api, &request_id) else {
-        return runtime_error(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequestID",
-            "no such invocation in progress",
-        );
-    };
-    let body = body.ok().filter(|body| body.len() <= MAX_RESPONSE_BYTES);
-    let Some(body) = body else {
-        let _ = pending.reply.send(Outcome::Error {
-            error_type: "Function.ResponseSizeTooLarge".into(),
-            message: "the response is over Lambda's 6 MB limit".into(),
-        });
-        return runtime_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
-            "response over 6 MB",
-        );
-    };
-    let _ = pending.reply.send(Outcome::Response(body));
-    (StatusCode::ACCEPTED, r#"{"status":"OK"}"#).into_response()
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct ErrorReport {
-    #[serde(default)]
-    error_message: String,
-    #[serde(default)]
-    error_type: String,
-}
-
-async fn invocation_error(
-    State(api): State<Arc<RuntimeApi>>,
-    UrlPath(request_id): UrlPath<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let Some(pending) = take_pending(&api, &request_id) else {
-        return runtime_error(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequestID",
-            "no such invocation in progress",
-        );
-    };
-    let report: ErrorReport = serde_json::from_slice(&body).unwrap_or_default();
-    let error_type = if report.error_type.is_empty() {
-        headers
-            .get("lambda-runtime-function-error-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("Unhandled")
-            .to_owned()
-    } else {
-        report.error_type
-    };
-    info!(function = %api.function, %request_id, "handler returned an error: {error_type}: {}", report.error_message);
-    let _ = pending.reply.send(Outcome::Error {
-        error_type,
-        message: report.error_message,
-    });
-    (StatusCode::ACCEPTED, r#"{"status":"OK"}"#).into_response()
-}
-
-async fn init_error(State(api): State<Arc<RuntimeApi>>, body: Bytes) -> Response {
-    let report: ErrorReport = serde_json::from_slice(&body).unwrap_or_default();
-    warn!(function = %api.function, "handler failed to initialize: {}: {}", report.error_type, report.error_message);
-    // Lambda fails the pending invocation and starts over with a new environment.
-    api.process.kill();
-    (StatusCode::ACCEPTED, r#"{"status":"OK"}"#).into_response()
-}
-
-fn runtime_error(status: StatusCode, error_type: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "errorMessage": message, "errorType": error_type }).to_string();
-    (status, body).into_response()
 }

@@ -1,0 +1,221 @@
+//! What the gateway serves, read from the template with every value resolved.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::routing::RouteSelection;
+
+/// The WebSocket API as the gateway serves it.
+#[derive(Debug, Clone)]
+pub struct ApiModel {
+    /// The API's logical id in the template.
+    pub logical_id: String,
+    /// How a message picks its route.
+    pub selection: RouteSelection,
+    /// The stage served.
+    pub stage: StageSpec,
+    /// Routes by route key (`$connect`, `$default`, `join`, ...).
+    pub routes: HashMap<String, Route>,
+    /// The functions the routes and authorizers invoke, by logical id.
+    pub functions: BTreeMap<String, FunctionSpec>,
+    /// Every DynamoDB table of the template.
+    pub tables: Vec<TableSpec>,
+    /// Every Secrets Manager secret of the template (locally, all hold the local secret).
+    pub secrets: Vec<SecretSpec>,
+}
+
+impl ApiModel {
+    /// The route a message goes to: the selected key's route, else `$default`, else none.
+    pub fn route_for_message(&self, body: &str) -> Option<&Route> {
+        self.selection
+            .select(body)
+            .filter(|key| key != "$connect" && key != "$disconnect")
+            .and_then(|key| self.routes.get(&key))
+            .or_else(|| self.routes.get("$default"))
+    }
+
+    /// A special route by key (`$connect`, `$disconnect`).
+    pub fn route(&self, key: &str) -> Option<&Route> {
+        self.routes.get(key)
+    }
+}
+
+/// The stage the API is served under.
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    /// The stage name, also the first path segment of URLs.
+    pub name: String,
+    /// The stage variables, passed in every event when present.
+    pub variables: BTreeMap<String, String>,
+}
+
+/// One route of the API.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The route key.
+    pub key: String,
+    /// The integration; `None` for a route without one (a mock, locally nothing runs).
+    pub target: Option<RouteTarget>,
+    /// The REQUEST authorizer (only on `$connect`).
+    pub authorizer: Option<AuthorizerSpec>,
+    /// Whether the route is two-way (a `RouteResponseSelectionExpression` and a `$default`
+    /// route response): the handler's `body` goes back to the caller.
+    pub two_way: bool,
+}
+
+/// A Lambda proxy integration.
+#[derive(Debug, Clone)]
+pub struct RouteTarget {
+    /// The function's logical id.
+    pub function: String,
+    /// The integration timeout (at most 29 s).
+    pub timeout: Duration,
+}
+
+/// A Lambda REQUEST authorizer.
+#[derive(Debug, Clone)]
+pub struct AuthorizerSpec {
+    /// The authorizer's logical id.
+    pub logical_id: String,
+    /// The function's logical id.
+    pub function: String,
+    /// Where the identity comes from; a missing one gives 401 without invoking the function.
+    pub identity_sources: Vec<IdentitySource>,
+}
+
+/// One identity source of a REQUEST authorizer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// `route.request.header.NAME`
+    Header(String),
+    /// `route.request.querystring.NAME`
+    QueryString(String),
+    /// `stageVariables.NAME`
+    StageVariable(String),
+    /// `context.NAME`
+    Context(String),
+}
+
+impl IdentitySource {
+    /// Parses an identity source as API Gateway writes it.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.strip_prefix('$').unwrap_or(text);
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        if let Some(name) = text
+            .strip_prefix("request.header.")
+            .or_else(|| text.strip_prefix("route.request.header."))
+        {
+            return non_empty(name).map(Self::Header);
+        }
+        if let Some(name) = text
+            .strip_prefix("request.querystring.")
+            .or_else(|| text.strip_prefix("route.request.querystring."))
+        {
+            return non_empty(name).map(Self::QueryString);
+        }
+        if let Some(name) = text.strip_prefix("stageVariables.") {
+            return non_empty(name).map(Self::StageVariable);
+        }
+        if let Some(name) = text.strip_prefix("context.") {
+            return non_empty(name).map(Self::Context);
+        }
+        None
+    }
+}
+
+/// A function a route invokes, ready to run as a local process.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// The logical id in the template.
+    pub logical_id: String,
+    /// The function name (`FunctionName`, else a stand-in built like CloudFormation's).
+    pub name: String,
+    /// The function's ARN, as the handler sees it in its context.
+    pub arn: String,
+    /// The handler binary: a name under the binary folder, or a path.
+    pub binary: String,
+    /// The resolved environment (without `CALLBACK_URL`, which the gateway sets).
+    pub environment: BTreeMap<String, String>,
+    /// The function's own timeout.
+    pub timeout: Duration,
+    /// The configured memory in MB (reported to the runtime).
+    pub memory_mb: u64,
+    /// Whether the function logs JSON (`LoggingConfig.LogFormat`).
+    pub log_format_json: bool,
+}
+
+/// A Secrets Manager secret, served locally by the gateway's Secrets Manager API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSpec {
+    /// The logical id.
+    pub logical_id: String,
+    /// The secret's name (`Name`, else a stand-in built like CloudFormation's).
+    pub name: String,
+    /// Its ARN, what `Ref` gives (and what functions get in their environment).
+    pub arn: String,
+}
+
+/// A DynamoDB table to create in DynamoDB Local.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSpec {
+    /// The logical id.
+    pub logical_id: String,
+    /// The table name.
+    pub name: String,
+    /// The primary key.
+    pub key_schema: Vec<KeyElement>,
+    /// The types of the key attributes.
+    pub attribute_definitions: Vec<AttributeDefinition>,
+    /// Global secondary indexes.
+    pub global_secondary_indexes: Vec<SecondaryIndex>,
+    /// Local secondary indexes.
+    pub local_secondary_indexes: Vec<SecondaryIndex>,
+    /// The TTL attribute, when TTL is enabled.
+    pub ttl_attribute: Option<String>,
+}
+
+/// One element of a key schema.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyElement {
+    /// The attribute.
+    pub attribute_name: String,
+    /// `HASH` or `RANGE`.
+    pub key_type: String,
+}
+
+/// The type of a key attribute.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AttributeDefinition {
+    /// The attribute.
+    pub attribute_name: String,
+    /// `S`, `N` or `B`.
+    pub attribute_type: String,
+}
+
+/// A global or local secondary index.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecondaryIndex {
+    /// The index name.
+    pub index_name: String,
+    /// The index key.
+    pub key_schema: Vec<KeyElement>,
+    /// Which attributes the index holds.
+    #[serde(default)]
+    pub projection: Projection,
+}
+
+/// An index projection.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct Projection {
+    /// `ALL`, `KEYS_ONLY` or `INCLUDE`.
+    pub projection_type: Option<String>,
+    /// The attributes of an `INCLUDE` projection.
+    #[serde(default)]
+    pub non_key_attributes: Vec<String>,
+}
