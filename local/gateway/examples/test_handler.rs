@@ -7,8 +7,11 @@
 //! bytes, `orphan` starts a `sleep 600` child, writes its pid to `pidfile` and then outlives
 //! any timeout; anything else answers at once. The answer is `{"statusCode":200,"body":...}` describing the event's route key, body and
 //! authorizer context, the process id, its invocation count and `$TEST_MARKER`.
+//! `extra-keys` answers a result with a key outside the proxy response format.
 //! `$connect`: `?reject=STATUS` answers that status, anything else 200.
-//! REQUEST authorizer events: `?token=allow` allows (context user=alice), `deny` denies.
+//! REQUEST authorizer events: `?token=allow` allows (context user=alice), `deny` denies,
+//! `null-context` and `object-context` allow with a context value that is null or an object.
+//! With `$TEST_EVENT_LOG` set, every event is appended to that file as one JSON line.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -56,17 +59,38 @@ fn main() {
 }
 
 fn handle(event: &Value, invocations: u64) -> Result<Value, Value> {
+    if let Ok(path) = std::env::var("TEST_EVENT_LOG") {
+        let line = format!("{event}\n");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        if let Ok(mut file) = file {
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
     if event["type"] == "REQUEST" {
         let token = event["queryStringParameters"]["token"]
             .as_str()
             .unwrap_or_default();
-        let effect = if token == "allow" { "Allow" } else { "Deny" };
+        let effect = if token == "deny" { "Deny" } else { "Allow" };
+        let context = match token {
+            "null-context" => json!({"user": null}),
+            "object-context" => json!({"user": {"name": "alice"}}),
+            "allow" => json!({"user": "alice", "level": 3}),
+            _ => json!({}),
+        };
+        let effect = if context.as_object().is_some_and(|c| c.is_empty()) {
+            "Deny"
+        } else {
+            effect
+        };
         return Ok(json!({
             "principalId": "alice-id",
             "policyDocument": {"Version": "2012-10-17", "Statement": [
                 {"Action": "execute-api:Invoke", "Effect": effect, "Resource": event["methodArn"]}
             ]},
-            "context": {"user": "alice", "level": 3}
+            "context": context
         }));
     }
     let route = event["requestContext"]["routeKey"]
@@ -94,6 +118,7 @@ fn handle(event: &Value, invocations: u64) -> Result<Value, Value> {
             std::thread::sleep(Duration::from_millis(300));
             Ok(echo(event, route, invocations))
         }
+        "extra-keys" => Ok(json!({"statusCode": 200, "body": "x", "unexpected": true})),
         "big" => {
             let size = body["size"].as_u64().unwrap_or(0) as usize;
             Ok(json!({"statusCode": 200, "body": "x".repeat(size)}))

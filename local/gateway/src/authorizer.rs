@@ -2,12 +2,14 @@
 //! source gives 401 without invoking it, an error or a Deny refuses the upgrade, an Allow
 //! passes its principal and context to every later event of the connection.
 
+use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerResponse;
 use axum::http::StatusCode;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use tokio::time::Instant;
 use tracing::warn;
 
 use crate::connections::Connection;
+use crate::iam::policy::PolicySet;
 use crate::state::Shared;
 use crate::template::{AuthorizerSpec, IdentitySource};
 
@@ -43,6 +45,7 @@ pub(crate) async fn authorize(
     let Some(pool) = shared.functions.get(&spec.function) else {
         return Err(StatusCode::INTERNAL_SERVER_ERROR);
     };
+    let started = Instant::now();
     let response = match pool
         .invoke(event, crate::template::MAX_INTEGRATION_TIMEOUT)
         .await
@@ -58,27 +61,63 @@ pub(crate) async fn authorize(
             return Err(StatusCode::INTERNAL_SERVER_ERROR);
         }
     };
-    let Ok(decision) = serde_json::from_slice::<Decision>(&response) else {
-        warn!(request_id, "authorizer returned no valid policy");
-        return Err(StatusCode::INTERNAL_SERVER_ERROR);
+    let latency_ms = started.elapsed().as_millis();
+    let decision = match read_decision(&response) {
+        Ok(decision) => decision,
+        Err(problem) => {
+            warn!(request_id, "authorizer result refused: {problem}");
+            return Err(StatusCode::INTERNAL_SERVER_ERROR);
+        }
     };
-    if !decision.allows(&method_arn) {
+    if !decision
+        .policy
+        .evaluate("execute-api:Invoke", &method_arn)
+        .is_allowed()
+    {
         return Err(StatusCode::FORBIDDEN);
     }
-    let mut context = Map::new();
-    context.insert(
-        "principalId".into(),
-        Value::String(decision.principal_id.unwrap_or_default()),
-    );
-    for (key, value) in decision.context {
-        // API Gateway hands context values on as strings.
-        let text = match value {
-            Value::String(s) => s,
-            other => other.to_string(),
-        };
-        context.insert(key, Value::String(text));
-    }
+    let mut context = decision.context;
+    context.insert("principalId".into(), Value::String(decision.principal_id));
+    context.insert("integrationLatency".into(), Value::from(latency_ms as u64));
     Ok(context)
+}
+
+/// What an authorizer decided, as API Gateway reads it.
+#[derive(Debug)]
+struct Decision {
+    principal_id: String,
+    policy: PolicySet,
+    /// The context as later events carry it: values as strings, `null` kept.
+    context: Map<String, Value>,
+}
+
+/// Reads an authorizer's result: the response type of `aws_lambda_events`, the policy with
+/// IAM's semantics (the module that checks the handlers' calls), and the context as API
+/// Gateway passes it on, where an object or array value fails the connection.
+fn read_decision(raw: &[u8]) -> Result<Decision, String> {
+    let value: Value = serde_json::from_slice(raw).map_err(|e| format!("not JSON: {e}"))?;
+    let response: ApiGatewayCustomAuthorizerResponse<Option<Map<String, Value>>> =
+        serde_json::from_value(value.clone())
+            .map_err(|e| format!("not an authorizer response: {e}"))?;
+    let policy = PolicySet::parse([("policyDocument", &value["policyDocument"])])
+        .map_err(|e| format!("policyDocument: {e}"))?;
+    let mut context = Map::new();
+    for (key, value) in response.context.unwrap_or_default() {
+        let value = match value {
+            Value::String(s) => Value::String(s),
+            Value::Null => Value::Null,
+            Value::Object(_) | Value::Array(_) => {
+                return Err(format!("context value {key:?} is an object or array"))
+            }
+            other => Value::String(other.to_string()),
+        };
+        context.insert(key, value);
+    }
+    Ok(Decision {
+        principal_id: response.principal_id.unwrap_or_default(),
+        policy,
+        context,
+    })
 }
 
 /// The REQUEST authorizer event, shaped like the captured WebSocket one.
@@ -143,110 +182,18 @@ fn request_event(
     serde_json::to_vec(&event).unwrap_or_default()
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Decision {
-    #[serde(default)]
-    principal_id: Option<String>,
-    policy_document: PolicyDocument,
-    #[serde(default)]
-    context: Map<String, Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct PolicyDocument {
-    #[serde(default)]
-    statement: Vec<Statement>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Statement {
-    effect: String,
-    #[serde(default)]
-    action: OneOrMany,
-    #[serde(default)]
-    resource: OneOrMany,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-    #[default]
-    None,
-}
-
-impl OneOrMany {
-    fn any(&self, f: impl Fn(&str) -> bool) -> bool {
-        match self {
-            Self::One(s) => f(s),
-            Self::Many(items) => items.iter().any(|s| f(s)),
-            Self::None => false,
-        }
-    }
-}
-
-impl Decision {
-    /// Allowed when an Allow statement covers the method and no Deny does.
-    fn allows(&self, method_arn: &str) -> bool {
-        let covers = |s: &Statement| {
-            s.action.any(|a| wildcard_match(a, "execute-api:Invoke"))
-                && s.resource.any(|r| wildcard_match(r, method_arn))
-        };
-        let statements = &self.policy_document.statement;
-        statements
-            .iter()
-            .any(|s| s.effect.eq_ignore_ascii_case("Allow") && covers(s))
-            && !statements
-                .iter()
-                .any(|s| s.effect.eq_ignore_ascii_case("Deny") && covers(s))
-    }
-}
-
-/// IAM-style matching: `*` is any run of characters, `?` one character.
-fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn wildcards_match_like_iam() {
-        let arn = "arn:aws:execute-api:us-east-1:000000000000:local/dev/$connect";
-        assert!(wildcard_match("*", arn));
-        assert!(wildcard_match("arn:aws:execute-api:*:*:local/dev/*", arn));
-        assert!(wildcard_match(arn, arn));
-        assert!(!wildcard_match("arn:aws:execute-api:*:*:local/prod/*", arn));
-        assert!(wildcard_match("execute-api:*", "execute-api:Invoke"));
+    fn decide(result: Value) -> Result<Decision, String> {
+        read_decision(result.to_string().as_bytes())
     }
 
     #[test]
     fn deny_wins_over_allow() {
         let arn = "arn:aws:execute-api:r:a:api/dev/$connect";
-        let decision: Decision = serde_json::from_value(json!({
+        let decision = decide(json!({
             "principalId": "alice",
             "policyDocument": {"Version": "2012-10-17", "Statement": [
                 {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": arn},
@@ -254,13 +201,38 @@ mod tests {
             ]}
         }))
         .unwrap();
-        assert!(!decision.allows(arn));
-        let allow: Decision = serde_json::from_value(json!({
+        assert!(!decision
+            .policy
+            .evaluate("execute-api:Invoke", arn)
+            .is_allowed());
+        let allow = decide(json!({
             "principalId": "alice",
-            "policyDocument": {"Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": arn}]},
-            "context": {"user": "alice", "n": 1}
+            "policyDocument": {"Version": "2012-10-17", "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": "arn:aws:execute-api:*:*:api/dev/*"}]},
         }))
         .unwrap();
-        assert!(allow.allows(arn));
+        assert!(allow
+            .policy
+            .evaluate("execute-api:Invoke", arn)
+            .is_allowed());
+    }
+
+    #[test]
+    fn context_values_become_strings_null_stays_and_objects_fail() {
+        let policy = json!({"Version": "2012-10-17", "Statement": []});
+        let decision = decide(json!({
+            "principalId": "alice", "policyDocument": policy,
+            "context": {"user": "alice", "n": 1, "ok": true, "none": null}
+        }))
+        .unwrap();
+        assert_eq!(
+            Value::Object(decision.context),
+            json!({"user": "alice", "n": "1", "ok": "true", "none": null})
+        );
+        for bad in [json!({"a": {"b": 1}}), json!({"a": [1]})] {
+            let result =
+                decide(json!({"principalId": "p", "policyDocument": policy, "context": bad}));
+            assert!(result.is_err(), "{result:?}");
+        }
+        assert!(decide(json!({"principalId": "p"})).is_err(), "no policy");
     }
 }

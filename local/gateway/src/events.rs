@@ -46,7 +46,7 @@ pub struct ConnectionFacts<'a> {
 /// An opaque id shaped like API Gateway's (`L0SM9cOFvHcCIhw=`): 11 random bytes in base64.
 pub fn new_id() -> String {
     let bytes: [u8; 11] = rand::rng().random();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    base64::engine::general_purpose::URL_SAFE.encode(bytes)
 }
 
 /// The `$connect` event: the upgrade request's headers and query string, no body.

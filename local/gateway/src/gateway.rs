@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -20,10 +19,13 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::database::Database;
-use crate::events::ApiContext;
 use crate::functions::{binary_path, FunctionPool, HostSettings};
+use crate::iam::actions::Arns;
+use crate::iam::{Guard, RoleError};
+use crate::listener::{ClientInfo, RecordingListener};
 use crate::options::{DynamoDb, Options};
-use crate::secrets::{read_secret_file, SecretFileError, SecretStore, SecretsServer};
+use crate::services::secrets::{read_secret_file, SecretFileError, SecretStore};
+use crate::services::AwsServices;
 use crate::state::{Limits, Shared};
 use crate::tables::{self, TableError, LOCAL_ACCESS_KEY};
 use crate::template::{ApiModel, LocalContext, Template, TemplateError, CALLBACK_URL_VAR};
@@ -75,9 +77,12 @@ pub enum StartError {
     /// The local value of the template's secrets is missing or unusable.
     #[error(transparent)]
     Secret(#[from] SecretFileError),
-    /// The local Secrets Manager could not listen.
-    #[error("cannot start the local Secrets Manager: {0}")]
-    SecretsServer(std::io::Error),
+    /// A function's role cannot be enforced.
+    #[error("cannot enforce the template's IAM roles: {0}")]
+    Roles(#[from] RoleError),
+    /// The local AWS services could not listen.
+    #[error("cannot start the local DynamoDB and Secrets Manager endpoint: {0}")]
+    Services(std::io::Error),
     /// The web client's folder does not exist.
     #[error("cannot serve the web client from {}: {source}", path.display())]
     WebDir {
@@ -96,7 +101,7 @@ pub struct Gateway {
     server: Option<JoinHandle<()>>,
     database: Option<Database>,
     dynamodb_endpoint: String,
-    secrets: SecretsServer,
+    services: AwsServices,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -119,15 +124,13 @@ impl Gateway {
         let local = local_context(addr);
         let api = read_api(&template, &options, &local)?;
         let web = web_root(&options)?;
-        let secrets = start_secrets(&api, &options).await?;
+        let guard = Arc::new(enforce_roles(&api)?);
+        let secrets = secret_store(&api, &options)?;
         let (database, dynamodb_endpoint) = start_database(&options, &api, addr).await?;
-        let functions = function_pools(&api, &options, addr, &dynamodb_endpoint, &secrets);
-        let events = ApiContext {
-            api_id: LOCAL_API_ID.to_owned(),
-            stage: api.stage.name.clone(),
-            domain_name: addr.to_string(),
-            stage_variables: api.stage.variables.clone(),
-        };
+        let services = AwsServices::start(guard.clone(), secrets, &dynamodb_endpoint)
+            .await
+            .map_err(StartError::Services)?;
+        let functions = function_pools(&api, &options, addr, &services, &guard);
         let limits = Limits {
             idle_timeout: options.idle_timeout,
             max_duration: options.max_duration,
@@ -135,15 +138,7 @@ impl Gateway {
             upgrade_delay: options.upgrade_delay,
             max_in_flight: options.max_in_flight_per_connection.max(1),
         };
-        let shared = Arc::new(Shared::new(
-            api,
-            events,
-            local,
-            functions,
-            limits,
-            addr.port(),
-            web,
-        ));
+        let shared = Arc::new(Shared::new(api, local, addr, functions, limits, web, guard));
         let (stop_server, server) = serve(listener, shared.clone());
         info!(
             stage = %shared.api.stage.name,
@@ -152,7 +147,7 @@ impl Gateway {
             tables = shared.api.tables.len(),
             secrets = shared.api.secrets.len(),
             dynamodb = %dynamodb_endpoint,
-            secrets_manager = %secrets.endpoint,
+            aws_services = %services.endpoint,
             "local gateway listening on ws://{addr}/{}", shared.api.stage.name
         );
         Ok(Self {
@@ -162,7 +157,7 @@ impl Gateway {
             server: Some(server),
             database,
             dynamodb_endpoint,
-            secrets,
+            services,
         })
     }
 
@@ -192,7 +187,8 @@ impl Gateway {
         self.database.as_ref().and_then(Database::pid)
     }
 
-    /// The DynamoDB endpoint the handlers use.
+    /// DynamoDB Local's own endpoint, for the developer's tools and tests (the handlers reach
+    /// it through the gateway, which checks their calls first).
     pub fn dynamodb_endpoint(&self) -> &str {
         &self.dynamodb_endpoint
     }
@@ -207,9 +203,20 @@ impl Gateway {
         self.shared.connections.load()
     }
 
-    /// The local Secrets Manager endpoint handlers get as `AWS_ENDPOINT_URL_SECRETS_MANAGER`.
+    /// The local Secrets Manager (and DynamoDB) endpoint handlers get as
+    /// `AWS_ENDPOINT_URL_SECRETS_MANAGER` (and `..._DYNAMODB`), where their calls are checked.
     pub fn secrets_manager_endpoint(&self) -> &str {
-        &self.secrets.endpoint
+        &self.services.endpoint
+    }
+
+    /// The latest AWS calls of the handlers that their roles did not allow, oldest first.
+    pub fn denials(&self) -> Vec<crate::iam::Denial> {
+        self.shared.guard.denials()
+    }
+
+    /// The credentials the function `logical_id`'s processes sign with.
+    pub fn function_credentials(&self, logical_id: &str) -> Option<crate::iam::Credentials> {
+        self.shared.guard.credentials(logical_id).cloned()
     }
 
     /// The web client's address (`http://127.0.0.1:PORT/`), when the gateway serves it.
@@ -238,7 +245,7 @@ impl Gateway {
         let secret = match function
             .environment
             .values()
-            .find_map(|v| self.secrets.store.value(v))?
+            .find_map(|v| self.services.secrets.value(v))?
         {
             Ok(secret) => secret,
             Err(error) => {
@@ -298,7 +305,7 @@ impl Gateway {
         for pool in self.shared.functions.values() {
             pool.shutdown().await;
         }
-        self.secrets.stop();
+        self.services.stop();
         if let Some(database) = self.database.take() {
             database.stop().await;
         }
@@ -312,12 +319,9 @@ fn app(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(websocket::upgrade_root))
         .route("/{stage}", get(websocket::upgrade_stage))
-        .route(
-            "/{stage}/@connections/{*id}",
-            get(management::get_connection)
-                .post(management::post_to_connection)
-                .delete(management::delete_connection),
-        )
+        .route("/{stage}/@connections/{*id}", connections_api())
+        // The form of AWS's own curl examples: the `@` percent-encoded.
+        .route("/{stage}/%40connections/{*id}", connections_api())
         .with_state(shared)
 }
 
@@ -370,18 +374,27 @@ fn web_root(options: &Options) -> Result<Option<WebRoot>, StartError> {
         })
 }
 
-/// The local Secrets Manager. The secret file is read once now, to refuse a missing or weak
-/// secret before anything starts; the server reads it again at each request.
-async fn start_secrets(api: &ApiModel, options: &Options) -> Result<SecretsServer, StartError> {
+/// The guard of every function's AWS calls, from the roles of the template; what it cannot
+/// check is said at start, one line each.
+fn enforce_roles(api: &ApiModel) -> Result<Guard, StartError> {
+    let arns = Arns::new(LOCAL_REGION, LOCAL_ACCOUNT_ID);
+    let (guard, notes) = Guard::new(api.functions.values(), arns, LOCAL_ACCESS_KEY)?;
+    for note in notes {
+        warn!("IAM: {note}");
+    }
+    Ok(guard)
+}
+
+/// The template's secrets. The secret file is read once now, to refuse a missing or weak
+/// secret before anything starts; the local Secrets Manager reads it again at each request.
+fn secret_store(api: &ApiModel, options: &Options) -> Result<SecretStore, StartError> {
     let secret_file = if api.secrets.is_empty() {
         None
     } else {
         read_secret_file(&options.jwt_secret_file, &api.secrets)?;
         Some(options.jwt_secret_file.as_path())
     };
-    SecretsServer::start(SecretStore::new(&api.secrets, secret_file))
-        .await
-        .map_err(StartError::SecretsServer)
+    Ok(SecretStore::new(&api.secrets, secret_file))
 }
 
 /// DynamoDB Local (or the external one) with the template's tables; its endpoint.
@@ -422,19 +435,18 @@ fn function_pools(
     api: &ApiModel,
     options: &Options,
     addr: SocketAddr,
-    dynamodb_endpoint: &str,
-    secrets: &SecretsServer,
+    services: &AwsServices,
+    guard: &Guard,
 ) -> HashMap<String, Arc<FunctionPool>> {
     let common_env: BTreeMap<String, String> = [
         ("AWS_REGION", LOCAL_REGION),
         ("AWS_DEFAULT_REGION", LOCAL_REGION),
-        ("AWS_ACCESS_KEY_ID", LOCAL_ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", LOCAL_ACCESS_KEY),
-        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint),
-        // GetSecretValue reaches the gateway's own Secrets Manager: the same SDK call as in Lambda.
+        // DynamoDB and Secrets Manager calls reach the gateway's stand-ins, which check them
+        // against the function's role: the same SDK calls as in Lambda.
+        ("AWS_ENDPOINT_URL_DYNAMODB", services.endpoint.as_str()),
         (
             "AWS_ENDPOINT_URL_SECRETS_MANAGER",
-            secrets.endpoint.as_str(),
+            services.endpoint.as_str(),
         ),
         // No instance metadata service exists here: do not let the SDK wait for one.
         ("AWS_EC2_METADATA_DISABLED", "true"),
@@ -453,6 +465,17 @@ fn function_pools(
         .map(|spec| {
             let mut spec = spec.clone();
             spec.environment.extend(options.extra_env.clone());
+            // Each function signs as itself, so that its calls are checked against its role.
+            if let Some(credentials) = guard.credentials(&spec.logical_id) {
+                spec.environment.insert(
+                    "AWS_ACCESS_KEY_ID".to_owned(),
+                    credentials.access_key_id.clone(),
+                );
+                spec.environment.insert(
+                    "AWS_SECRET_ACCESS_KEY".to_owned(),
+                    credentials.secret_access_key.clone(),
+                );
+            }
             spec.environment
                 .insert(CALLBACK_URL_VAR.to_owned(), callback_url.clone());
             (
@@ -466,24 +489,24 @@ fn function_pools(
 /// Serves the gateway's routes on `listener` until the returned sender fires.
 fn serve(listener: TcpListener, shared: Arc<Shared>) -> (oneshot::Sender<()>, JoinHandle<()>) {
     let (stop_server, stopped) = oneshot::channel::<()>();
-    let app = app(shared).into_make_service_with_connect_info::<SocketAddr>();
+    let app = app(shared).into_make_service_with_connect_info::<ClientInfo>();
     let server = tokio::spawn(async move {
-        let result = axum::serve(
-            // Small frames and responses must leave at once, not wait for Nagle.
-            listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            }),
-            app,
-        )
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        })
-        .await;
+        let result = axum::serve(RecordingListener(listener), app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
         if let Err(error) = result {
             warn!("the gateway's server stopped: {error}");
         }
     });
     (stop_server, server)
+}
+
+fn connections_api() -> axum::routing::MethodRouter<Arc<Shared>> {
+    get(management::get_connection)
+        .post(management::post_to_connection)
+        .delete(management::delete_connection)
 }
 
 async fn bind(port: u16) -> Result<TcpListener, StartError> {

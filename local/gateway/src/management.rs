@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderName, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::connections::PostError;
 use crate::events::iso8601;
+use crate::iam::sigv4::SignedRequest;
+use crate::iam::{actions, Refusal};
 use crate::state::Shared;
 use crate::websocket::DELETED;
 
@@ -20,9 +22,17 @@ const ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
 pub(crate) async fn post_to_connection(
     State(shared): State<Arc<Shared>>,
     Path((stage, id)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = precheck(&shared, &stage).await {
+    let call = Call {
+        method: Method::POST,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    if let Some(refused) = precheck(&shared, &stage, &id, call).await {
         return refused;
     }
     let result = match shared.connections.get(&id) {
@@ -55,8 +65,18 @@ pub(crate) async fn post_to_connection(
 pub(crate) async fn get_connection(
     State(shared): State<Arc<Shared>>,
     Path((stage, id)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    // The signature covers the body whatever the method.
+    body: Bytes,
 ) -> Response {
-    if let Some(refused) = precheck(&shared, &stage).await {
+    let call = Call {
+        method: Method::GET,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    if let Some(refused) = precheck(&shared, &stage, &id, call).await {
         return refused;
     }
     match shared.connections.get(&id).filter(|c| c.is_open()) {
@@ -86,8 +106,18 @@ pub(crate) async fn get_connection(
 pub(crate) async fn delete_connection(
     State(shared): State<Arc<Shared>>,
     Path((stage, id)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    // The signature covers the body whatever the method.
+    body: Bytes,
 ) -> Response {
-    if let Some(refused) = precheck(&shared, &stage).await {
+    let call = Call {
+        method: Method::DELETE,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    if let Some(refused) = precheck(&shared, &stage, &id, call).await {
         return refused;
     }
     match shared.connections.get(&id).filter(|c| c.is_open()) {
@@ -98,14 +128,58 @@ pub(crate) async fn delete_connection(
     }
 }
 
-/// Applies the injected latency, then refuses a wrong stage like API Gateway does.
-async fn precheck(shared: &Shared, stage: &str) -> Option<Response> {
+/// One @connections request, as far as its signature covers it.
+struct Call<'a> {
+    method: Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+}
+
+/// Applies the injected latency, refuses a wrong stage like API Gateway does, then checks the
+/// signature and the caller's `execute-api:ManageConnections` on this method and connection.
+async fn precheck(shared: &Shared, stage: &str, id: &str, call: Call<'_>) -> Option<Response> {
     let latency = shared.limits.connections_latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    (stage != shared.api.stage.name)
-        .then(|| aws_error(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden"))
+    if stage != shared.api.stage.name {
+        return Some(aws_error(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            "Forbidden",
+        ));
+    }
+    let request = SignedRequest {
+        method: call.method.as_str(),
+        path: call.uri.path(),
+        query: call.uri.query(),
+        headers: call.headers,
+        body: call.body,
+    };
+    let guard = &shared.guard;
+    let checked = guard.authorize(&request, "execute-api", || {
+        Ok(vec![actions::execute_api(
+            call.method.as_str(),
+            stage,
+            id,
+            &guard.arns,
+            &shared.events.api_id,
+        )])
+    });
+    match checked {
+        Ok(_) => None,
+        Err(Refusal::Signature(error)) => Some(aws_error(
+            StatusCode::FORBIDDEN,
+            error.code(),
+            &error.to_string(),
+        )),
+        Err(refusal) => Some(aws_error(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            &refusal.to_string(),
+        )),
+    }
 }
 
 fn gone(id: &str) -> Response {
@@ -116,12 +190,12 @@ fn gone(id: &str) -> Response {
     )
 }
 
-fn aws_error(status: StatusCode, error_type: &'static str, message: &str) -> Response {
+fn aws_error(status: StatusCode, error_type: &str, message: &str) -> Response {
     (
         status,
         [
-            (ERROR_TYPE, error_type),
-            (header::CONTENT_TYPE, "application/json"),
+            (ERROR_TYPE, error_type.to_owned()),
+            (header::CONTENT_TYPE, "application/json".to_owned()),
         ],
         json!({ "message": message }).to_string(),
     )

@@ -4,6 +4,7 @@
 //! imports another to reach it.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use tracing::warn;
 use crate::connections::{Connection, Connections};
 use crate::events::{self, ApiContext};
 use crate::functions::{FunctionPool, InvokeError};
+use crate::iam::Guard;
 use crate::template::{ApiModel, LocalContext, Route};
 use crate::web::WebRoot;
 
@@ -37,20 +39,29 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) local_port: u16,
     pub(crate) web: Option<WebRoot>,
+    /// Checks the @connections calls of the handlers (and of the developer).
+    pub(crate) guard: Arc<Guard>,
     /// Cancelled when the shutdown begins.
     shutdown: CancellationToken,
 }
 
 impl Shared {
+    /// The state of a gateway serving `api` at `addr`.
     pub(crate) fn new(
         api: ApiModel,
-        events: ApiContext,
         local: LocalContext,
+        addr: SocketAddr,
         functions: HashMap<String, Arc<FunctionPool>>,
         limits: Limits,
-        local_port: u16,
         web: Option<WebRoot>,
+        guard: Arc<Guard>,
     ) -> Self {
+        let events = ApiContext {
+            api_id: local.api_id.clone(),
+            stage: api.stage.name.clone(),
+            domain_name: addr.to_string(),
+            stage_variables: api.stage.variables.clone(),
+        };
         Self {
             api,
             events,
@@ -58,8 +69,9 @@ impl Shared {
             connections: Arc::new(Connections::default()),
             functions,
             limits,
-            local_port,
+            local_port: addr.port(),
             web,
+            guard,
             shutdown: CancellationToken::new(),
         }
     }

@@ -1,6 +1,10 @@
 //! End-to-end: the real gateway with the real handler binaries and DynamoDB Local, driven by a
 //! real WebSocket client over loopback. Each test starts its own gateway on a free port.
 //!
+//! What the protocol and API Gateway promise on the wire is the conformance suite's
+//! (`tests/conformance`, which also runs against a deployed stage); these tests are about the
+//! gateway itself: test templates and routes, its options, its internals and its extras.
+//!
 //! Needs the handler binaries (`target/debug/{connect,disconnect,message,authorizer}`,
 //! `mint-token`), the test handler example and the synthesized template:
 //! `make gateway-e2e-deps` builds all three.
@@ -11,7 +15,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_apigatewaymanagement::error::SdkError;
-use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures::{SinkExt, StreamExt};
 use local_gateway::{Gateway, Options};
 use serde_json::{json, Value};
@@ -20,166 +23,6 @@ use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
 // ---------- the tests ----------
-
-#[tokio::test(flavor = "multi_thread")]
-async fn two_clients_join_a_room_and_chat() {
-    let gateway = start_real().await;
-    let mut alice = Client::connect(&gateway).await;
-    let mut bob = Client::connect(&gateway).await;
-    assert_ne!(alice.id, bob.id);
-    for client in [&mut alice, &mut bob] {
-        let joined = client
-            .request(json!({"action": "join", "room": "kitchen"}), "joined")
-            .await;
-        assert_eq!(joined, json!({"type": "joined", "room": "kitchen"}));
-    }
-    alice
-        .send(json!({"action": "sendmessage", "room": "kitchen", "text": "hello bob"}))
-        .await;
-    let alice_id = alice.id.clone();
-    for client in [&mut alice, &mut bob] {
-        let message = client.recv_where(|v| v["type"] == "message").await;
-        assert_eq!(message["room"], "kitchen");
-        assert_eq!(message["text"], "hello bob");
-        assert_eq!(message["from"], alice_id.as_str());
-    }
-    bob.send(json!({"action": "sendmessage", "room": "kitchen", "text": "hi alice"}))
-        .await;
-    let reply = alice.recv_where(|v| v["type"] == "message").await;
-    assert_eq!(reply["text"], "hi alice");
-    assert_eq!(reply["from"], bob.id.as_str());
-    // Without a room: the lobby, which everyone joined at $connect.
-    bob.send(json!({"action": "sendmessage", "text": "lobby news"}))
-        .await;
-    let lobby = alice.recv_where(|v| v["type"] == "message").await;
-    assert_eq!(lobby["room"], "lobby");
-    gateway.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn whisper_reaches_only_its_target() {
-    let gateway = start_real().await;
-    let mut alice = Client::connect(&gateway).await;
-    let mut bob = Client::connect(&gateway).await;
-    let mut carol = Client::connect(&gateway).await;
-    alice
-        .send(json!({"action": "whisper", "to": bob.id, "text": "psst"}))
-        .await;
-    let whisper = bob.recv_where(|v| v["type"] == "message").await;
-    assert_eq!(whisper["text"], "psst");
-    assert_eq!(whisper["direct"], true);
-    assert_eq!(whisper["from"], alice.id.as_str());
-    assert_eq!(
-        carol.next(Duration::from_millis(500)).await,
-        None,
-        "carol must not see it"
-    );
-
-    // A target that left: the sender gets `gone`.
-    let gone_id = carol.id.clone();
-    carol.ws.close(None).await.expect("close");
-    drop(carol);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let error = alice
-        .request(
-            json!({"action": "whisper", "to": gone_id, "text": "still there?"}),
-            "none",
-        )
-        .await;
-    assert_eq!(error["code"], "gone", "{error}");
-    gateway.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn history_returns_the_last_messages_oldest_first() {
-    let gateway = start_real().await;
-    let mut alice = Client::connect(&gateway).await;
-    alice
-        .request(json!({"action": "join", "room": "log"}), "joined")
-        .await;
-    for text in ["one", "two", "three"] {
-        alice
-            .send(json!({"action": "sendmessage", "room": "log", "text": text}))
-            .await;
-        let echoed = alice.recv_where(|v| v["type"] == "message").await;
-        assert_eq!(echoed["text"], text);
-    }
-    let history = alice
-        .request(
-            json!({"action": "history", "room": "log", "limit": 2}),
-            "history",
-        )
-        .await;
-    let texts: Vec<_> = history["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| m["text"].clone())
-        .collect();
-    assert_eq!(texts, [json!("two"), json!("three")], "{history}");
-    gateway.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn every_protocol_error_code_reaches_the_sender() {
-    let gateway = start_real().await;
-    let mut alice = Client::connect(&gateway).await;
-    let cases = [
-        // Not JSON and unknown actions go through $default to the message handler.
-        (json!("this is not JSON"), "bad_request"),
-        (json!([1, 2, 3]), "bad_request"),
-        (json!({"action": "dance"}), "unknown_action"),
-        (json!({"action": "join", "room": 7}), "bad_request"),
-        (
-            json!({"action": "join", "room": "no spaces allowed"}),
-            "invalid",
-        ),
-        (
-            json!({"action": "sendmessage", "room": "lobby", "text": ""}),
-            "invalid",
-        ),
-        (
-            json!({"action": "history", "room": "lobby", "limit": 1000}),
-            "invalid",
-        ),
-        (
-            json!({"action": "sendmessage", "room": "elsewhere", "text": "hi"}),
-            "not_member",
-        ),
-        (
-            json!({"action": "whisper", "to": "Tm9ib2R5SGVyZQ=", "text": "hi"}),
-            "gone",
-        ),
-    ];
-    for (request, code) in cases {
-        match &request {
-            Value::String(text) => alice.send_text(text).await,
-            other => alice.send(other.clone()).await,
-        }
-        let error = alice.recv_where(|v| v["type"] == "error").await;
-        assert_eq!(error["code"], code, "request {request} gave {error}");
-        assert!(
-            error["requestId"].as_str().is_some_and(|id| !id.is_empty()),
-            "{error}"
-        );
-    }
-    // The unknown-action message lists the valid actions.
-    alice.send(json!({"action": "dance"})).await;
-    let error = alice.recv_where(|v| v["type"] == "error").await;
-    assert!(
-        error["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("sendmessage"),
-        "{error}"
-    );
-    // And the connection still works.
-    assert_eq!(
-        alice.request(json!({"action": "ping"}), "pong").await,
-        json!({"type": "pong"})
-    );
-    gateway.shutdown().await;
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_default_route_unmatched_frames_get_forbidden() {
@@ -208,42 +51,6 @@ async fn without_default_route_unmatched_frames_get_forbidden() {
         alice.request(json!({"action": "ping"}), "pong").await,
         json!({"type": "pong"})
     );
-    gateway.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn oversized_messages_and_frames_close_with_1009_and_binary_with_1003() {
-    let gateway = start_real().await;
-    // Over 128 KiB, in frames of 32 KiB: read whole, then refused.
-    let mut big = Client::connect(&gateway).await;
-    big.send_fragmented(&"x".repeat(128 * 1024 + 1)).await;
-    assert_eq!(close_code(big.expect_close().await), 1009);
-
-    // One frame over 32 KiB: refused like API Gateway's frame quota.
-    let mut wide = Client::connect(&gateway).await;
-    wide.send_text(&"x".repeat(32 * 1024 + 1)).await;
-    assert_eq!(close_code(wide.expect_close().await), 1009);
-
-    // Exactly 128 KiB in 32 KiB frames is accepted (and answered by the handler).
-    let mut limit = Client::connect(&gateway).await;
-    let at_limit = format!(
-        r#"{{"action":"ping","pad":"{}"}}"#,
-        "y".repeat(128 * 1024 - 26)
-    );
-    assert_eq!(at_limit.len(), 128 * 1024);
-    limit.send_fragmented(&at_limit).await;
-    assert_eq!(
-        limit.recv_where(|v| v["type"] == "pong").await,
-        json!({"type": "pong"})
-    );
-
-    let mut binary = Client::connect(&gateway).await;
-    binary
-        .ws
-        .send(Message::binary(vec![1u8, 2, 3]))
-        .await
-        .expect("send");
-    assert_eq!(close_code(binary.expect_close().await), 1003);
     gateway.shutdown().await;
 }
 
@@ -377,27 +184,7 @@ async fn connect_status_decides_the_upgrade() {
 async fn authorizer_on_connect_gives_401_403_or_its_context() {
     let mut template = real_template();
     add_test_routes(&mut template, &["echo"]);
-    let api = api_id(&template);
-    let connect_route = resources(&mut template)
-        .iter()
-        .find(|(_, r)| r["Properties"]["RouteKey"] == "$connect")
-        .map(|(id, _)| id.clone())
-        .expect("$connect route");
-    let res = resources(&mut template);
-    res.insert(
-        "TestAuthorizer".into(),
-        json!({
-            "Type": "AWS::ApiGatewayV2::Authorizer",
-            "Properties": {
-                "ApiId": {"Ref": api}, "AuthorizerType": "REQUEST", "Name": "test",
-                "IdentitySource": ["route.request.querystring.token"],
-                "AuthorizerUri": {"Fn::Join": ["", ["arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/", {"Fn::GetAtt": ["TestFunction", "Arn"]}, "/invocations"]]}
-            }
-        }),
-    );
-    let route = &mut res[&connect_route]["Properties"];
-    route["AuthorizationType"] = json!("CUSTOM");
-    route["AuthorizerId"] = json!({"Ref": "TestAuthorizer"});
+    add_test_authorizer(&mut template);
     let gateway = start(write_template(&template), |_| {}).await;
     let url = gateway.websocket_url();
     for (query, status) in [("", 401), ("?token=", 401), ("?token=deny", 403)] {
@@ -417,90 +204,10 @@ async fn authorizer_on_connect_gives_401_403_or_its_context() {
         echo["authorizer"]["level"], "3",
         "context values are stringified"
     );
-    gateway.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn connections_api_post_get_delete() {
-    let gateway = start_real().await;
-    let client = management(&gateway);
-    let mut alice = Client::connect(&gateway).await;
-
-    // POST reaches the client (the SDK percent-encodes the id's `=`; the gateway decodes it).
-    client
-        .post_to_connection()
-        .connection_id(&alice.id)
-        .data(Blob::new(r#"{"type":"hello"}"#))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(
-        alice.recv_where(|v| v["type"] == "hello").await,
-        json!({"type": "hello"})
-    );
-
-    // GET: ISO-8601 times and the identity.
-    let info = client
-        .get_connection()
-        .connection_id(&alice.id)
-        .send()
-        .await
-        .expect("get");
-    assert!(info.connected_at().is_some() && info.last_active_at().is_some());
-    assert_eq!(
-        info.identity().and_then(|i| i.source_ip()),
-        Some("127.0.0.1")
-    );
-    let (status, _, body) = http(
-        &gateway,
-        "GET",
-        &format!("/dev/@connections/{}", alice.id.replace('=', "%3D")),
-        b"",
-    )
-    .await;
-    assert_eq!(status, 200);
-    let body: Value = serde_json::from_str(&body).expect("JSON");
     assert!(
-        body["connectedAt"]
-            .as_str()
-            .is_some_and(|t| t.ends_with('Z') && t.contains('T')),
-        "{body}"
+        echo["authorizer"]["integrationLatency"].is_u64(),
+        "the authorizer's latency is a number: {echo}"
     );
-
-    // 413 over 128 KiB.
-    let (status, headers, _) = http(
-        &gateway,
-        "POST",
-        &format!("/dev/@connections/{}", alice.id),
-        &vec![b'x'; 128 * 1024 + 1],
-    )
-    .await;
-    assert_eq!(status, 413);
-    assert_eq!(
-        header(&headers, "x-amzn-errortype"),
-        Some("PayloadTooLargeException")
-    );
-
-    // DELETE closes the client; afterwards the id is gone.
-    client
-        .delete_connection()
-        .connection_id(&alice.id)
-        .send()
-        .await
-        .expect("delete");
-    let frame = alice.expect_close().await;
-    assert_eq!(close_code(frame), 1000);
-    let error = client
-        .post_to_connection()
-        .connection_id(&alice.id)
-        .data(Blob::new("late"))
-        .send()
-        .await
-        .expect_err("gone after delete");
-    match error {
-        SdkError::ServiceError(e) => assert!(e.err().is_gone_exception(), "{:?}", e.err()),
-        other => panic!("expected GoneException, got {other:?}"),
-    }
     gateway.shutdown().await;
 }
 
@@ -510,7 +217,7 @@ async fn unknown_ids_get_410_gone_exception_after_the_injected_latency() {
     let gateway = start(real_template_copy(), |o| o.connections_latency = latency).await;
     for method in ["POST", "GET", "DELETE"] {
         let started = Instant::now();
-        let (status, headers, _) = http(
+        let (status, headers, _) = signed_http(
             &gateway,
             method,
             "/dev/@connections/Tm9ib2R5%2BSGVy%2FZQ%3D",
@@ -542,43 +249,6 @@ async fn unknown_ids_get_410_gone_exception_after_the_injected_latency() {
     // Another stage's @connections is refused.
     let (status, _, _) = http(&gateway, "POST", "/prod/@connections/abc", b"{}").await;
     assert_eq!(status, 403);
-    gateway.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn idle_connections_close_after_the_idle_timeout() {
-    let gateway = start(real_template_copy(), |o| {
-        o.idle_timeout = Duration::from_secs(1)
-    })
-    .await;
-    let mut alice = Client::connect(&gateway).await;
-    alice.send(json!({"action": "ping"})).await;
-    // The idle clock restarts when the gateway receives the ping: shortly after this instant.
-    let sent = Instant::now();
-    alice.recv_where(|v| v["type"] == "pong").await;
-    let frame = alice.expect_close().await;
-    assert_eq!(close_code(frame), 1001);
-    assert!(
-        sent.elapsed() >= Duration::from_millis(950),
-        "{:?}",
-        sent.elapsed()
-    );
-    assert!(
-        sent.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        sent.elapsed()
-    );
-    // The gateway forgot it: posting gives 410.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (status, _, _) = http(
-        &gateway,
-        "POST",
-        &format!("/dev/@connections/{}", alice.id),
-        b"x",
-    )
-    .await;
-    assert_eq!(status, 410);
-    assert_eq!(gateway.connection_count(), 0);
     gateway.shutdown().await;
 }
 
@@ -684,8 +354,11 @@ fn mint_token(user: &str) -> String {
         .to_owned()
 }
 
+/// What the conformance suite cannot see on the wire: which upgrades reach the authorizer, and
+/// that the tokens of `make token` (mint-token), of the tests and of the gateway's ready line
+/// (used at `/`, as the web client connects) are the ones the real authorizer accepts.
 #[tokio::test(flavor = "multi_thread")]
-async fn real_authorizer_401_without_a_token_403_for_a_bad_one() {
+async fn the_real_authorizer_runs_only_with_a_token_and_takes_the_local_tokens() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let authorizer = real_authorizer_function();
     let gateway = start(write_template(&real_template_with_authorizer()), |_| {}).await;
@@ -693,11 +366,8 @@ async fn real_authorizer_401_without_a_token_403_for_a_bad_one() {
 
     // No identity source: 401, and the authorizer is not even invoked.
     for query in ["", "?token=", "?user=alice"] {
-        let (status, body) = refused(format!("{url}{query}")).await;
-        assert_eq!(status, 401, "{query:?}");
-        assert_eq!(body, json!({"message": "Unauthorized"}), "{query:?}");
+        assert_eq!(refused(format!("{url}{query}")).await.0, 401, "{query:?}");
     }
-    // The identity source is the query string: a header alone does not count.
     let mut request = url.as_str().into_client_request().expect("request");
     request.headers_mut().insert(
         "authorization",
@@ -708,108 +378,33 @@ async fn real_authorizer_401_without_a_token_403_for_a_bad_one() {
     assert_eq!(refused(request).await.0, 401);
     assert_eq!(gateway.invocation_count(&authorizer), Some(0));
 
+    // Every request with a token reaches it.
     let now = now_secs();
-    let claims = |extra: Value| {
-        let mut claims = json!({"sub": "alice", "name": "alice", "iat": now, "exp": now + 600});
-        claims
-            .as_object_mut()
-            .expect("object")
-            .extend(extra.as_object().expect("object").clone());
-        claims
-    };
-    let unsigned = {
-        use base64::Engine;
-        let b64 = |v: &Value| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
-        };
-        format!(
-            "{}.{}.",
-            b64(&json!({"alg": "none", "typ": "JWT"})),
-            b64(&claims(json!({})))
-        )
-    };
-    let bad = [
-        ("not a JWT", "not-a-token".to_owned()),
-        (
-            "signed with another secret",
-            sign(&claims(json!({})), &"x".repeat(64)),
-        ),
-        (
-            "expired",
-            sign(
-                &claims(json!({"iat": now - 7200, "exp": now - 3600})),
-                &secret(),
-            ),
-        ),
-        (
-            "not yet valid",
-            sign(&claims(json!({"nbf": now + 3600})), &secret()),
-        ),
-        ("alg none", unsigned),
-    ];
-    for (what, token) in &bad {
-        let (status, body) = refused(format!("{url}?token={token}")).await;
-        assert_eq!(status, 403, "{what}");
-        assert_eq!(body, json!({"message": "Forbidden"}), "{what}");
+    let claims = json!({"sub": "alice", "name": "alice", "iat": now, "exp": now + 600});
+    for token in ["not-a-token".to_owned(), sign(&claims, &"x".repeat(64))] {
+        assert_eq!(refused(format!("{url}?token={token}")).await.0, 403);
     }
-    assert_eq!(
-        gateway.invocation_count(&authorizer),
-        Some(bad.len() as u64),
-        "every request with a token reaches the authorizer"
-    );
+    assert_eq!(gateway.invocation_count(&authorizer), Some(2));
     assert_eq!(gateway.connection_count(), 0);
-    gateway.shutdown().await;
-}
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_good_token_connects_and_the_user_comes_only_from_it() {
-    let gateway = start(write_template(&real_template_with_authorizer()), |_| {}).await;
-    let url = gateway.websocket_url();
-    // `make token`'s mint-token, a token signed here, and the one the gateway prints (used at
-    // `/`, as the web client connects).
-    let mut alice = Client::connect_to(&format!("{url}?token={}", mint_token("alice"))).await;
-    let mut bob = Client::connect_to(&format!("{url}?token={}", token_for("bob"))).await;
     let carol_token = gateway
         .local_token("carol")
         .expect("the real authorizer takes local tokens");
-    let mut carol = Client::connect_to(&format!(
-        "ws://{}/?token={carol_token}",
-        gateway.local_addr()
-    ))
-    .await;
-    for (client, user) in [
-        (&mut alice, "alice"),
-        (&mut bob, "bob"),
-        (&mut carol, "carol"),
+    for (address, user) in [
+        (format!("{url}?token={}", mint_token("alice")), "alice"),
+        (format!("{url}?token={}", token_for("bob")), "bob"),
+        (
+            format!("ws://{}/?token={carol_token}", gateway.local_addr()),
+            "carol",
+        ),
     ] {
+        let mut client = Client::connect_to(&address).await;
         let identity = client
             .request(json!({"action": "whoami"}), "identity")
             .await;
         assert_eq!(identity["user"], user, "{identity}");
     }
-    for client in [&mut alice, &mut bob] {
-        client
-            .request(json!({"action": "join", "room": "den"}), "joined")
-            .await;
-    }
-    let (alice_id, bob_id) = (alice.id.clone(), bob.id.clone());
-    // Claims in the body are ignored: the message is Alice's.
-    alice
-        .send(json!({
-            "action": "sendmessage", "room": "den", "text": "it is me",
-            "user": "bob", "from": bob_id, "principalId": "bob", "requestContext": {"authorizer": {"principalId": "bob"}}
-        }))
-        .await;
-    for client in [&mut alice, &mut bob] {
-        let message = client.recv_where(|v| v["type"] == "message").await;
-        assert_eq!(message["text"], "it is me");
-        assert_eq!(message["user"], "alice", "{message}");
-        assert_eq!(message["from"], alice_id.as_str(), "{message}");
-    }
-    let identity = bob
-        .request(json!({"action": "whoami", "user": "alice"}), "identity")
-        .await;
-    assert_eq!(identity["user"], "bob", "{identity}");
+    assert_eq!(gateway.invocation_count(&authorizer), Some(5));
     gateway.shutdown().await;
 }
 
@@ -876,6 +471,7 @@ async fn secrets_manager_serves_the_template_secrets_with_the_local_value() {
             .await
         }
     };
+    // (Unsigned, so refused as Secrets Manager refuses a call without credentials.)
     let (status, headers, body) = call(
         "secretsmanager.GetSecretValue",
         addr.to_owned(),
@@ -885,10 +481,10 @@ async fn secrets_manager_serves_the_template_secrets_with_the_local_value() {
     assert_eq!(status, 400);
     assert_eq!(
         header(&headers, "x-amzn-errortype"),
-        Some("ResourceNotFoundException")
+        Some("MissingAuthenticationTokenException")
     );
     let body: Value = serde_json::from_str(&body).expect("JSON");
-    assert_eq!(body["__type"], "ResourceNotFoundException");
+    assert_eq!(body["__type"], "MissingAuthenticationTokenException");
     let (status, headers, _) = call("secretsmanager.ListSecrets", addr.to_owned(), r#"{}"#).await;
     assert_eq!(status, 400);
     assert_eq!(

@@ -3,7 +3,8 @@
 //!
 //! Three layers, each importing only the ones above it: [`source`] holds the template as
 //! CloudFormation wrote it, [`intrinsics`] gives its intrinsic functions their local values,
-//! and [`reader`] turns both into the [`model`] the gateway serves.
+//! and the reader (with `roles`, each function's IAM role) turns both into the [`model`] the
+//! gateway serves.
 
 use std::path::PathBuf;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 pub mod intrinsics;
 pub mod model;
 mod reader;
+mod roles;
 pub mod source;
 
 pub use intrinsics::{LocalContext, ResolveError};

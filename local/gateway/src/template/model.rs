@@ -144,6 +144,24 @@ pub struct FunctionSpec {
     pub memory_mb: u64,
     /// Whether the function logs JSON (`LoggingConfig.LogFormat`).
     pub log_format_json: bool,
+    /// The execution role and what it grants; `None` when the template names no role.
+    pub role: Option<RoleSpec>,
+}
+
+/// A function's execution role with its policies resolved: what the gateway checks the
+/// function's AWS calls against.
+#[derive(Debug, Clone, Default)]
+pub struct RoleSpec {
+    /// The role's logical id.
+    pub logical_id: String,
+    /// The role's name (`RoleName`, else a stand-in), as in the caller's assumed-role ARN.
+    pub name: String,
+    /// Each identity-based policy document (inline or `AWS::IAM::Policy`/`ManagedPolicy`
+    /// attached to the role), named for messages, with every intrinsic resolved.
+    pub policies: Vec<(String, serde_json::Value)>,
+    /// AWS managed policies the role names: their content is not in the template, so the
+    /// gateway cannot check what they grant.
+    pub managed_policy_arns: Vec<String>,
 }
 
 /// A Secrets Manager secret, served locally by the gateway's Secrets Manager API.

@@ -362,6 +362,7 @@ impl Template {
                 timeout: Duration::from_secs(timeout_secs),
                 memory_mb,
                 log_format_json,
+                role: self.role_of(function_id, resolver)?,
             },
         );
         Ok(())
@@ -424,7 +425,12 @@ impl Template {
             .map_err(|source| self.resolve_error(resource, property, source))
     }
 
-    fn resolve_error(&self, resource: &str, property: &str, source: ResolveError) -> TemplateError {
+    pub(super) fn resolve_error(
+        &self,
+        resource: &str,
+        property: &str,
+        source: ResolveError,
+    ) -> TemplateError {
         TemplateError::Resolve {
             path: self.path.clone(),
             resource: resource.to_owned(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracing::{debug, info, warn};
 
@@ -15,12 +15,13 @@ use super::proxy::ProxyResponse;
 use super::session::{serve, HARD_MESSAGE_LIMIT, MAX_FRAME_BYTES, READ_BUFFER_BYTES};
 use crate::connections::Connection;
 use crate::events::{self, canonical_header_name, new_id};
+use crate::listener::ClientInfo;
 use crate::state::Shared;
 
 /// `GET /` (the stage is implied).
 pub(crate) async fn upgrade_root(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(client): ConnectInfo<ClientInfo>,
     headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -31,14 +32,14 @@ pub(crate) async fn upgrade_root(
         }
     }
     let query = query.map(|Query(q)| q).unwrap_or_default();
-    upgrade(shared, peer, headers, query, ws).await
+    upgrade(shared, client, headers, query, ws).await
 }
 
 /// `GET /STAGE`, and `GET /FILE` of the web client.
 pub(crate) async fn upgrade_stage(
     State(shared): State<Arc<Shared>>,
     Path(stage): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(client): ConnectInfo<ClientInfo>,
     headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -57,7 +58,7 @@ pub(crate) async fn upgrade_stage(
             .into_response();
     }
     let query = query.map(|Query(q)| q).unwrap_or_default();
-    upgrade(shared, peer, headers, query, ws).await
+    upgrade(shared, client, headers, query, ws).await
 }
 
 /// Whether the request asks for a protocol upgrade (a WebSocket handshake, perhaps a bad one)
@@ -68,7 +69,7 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
 
 async fn upgrade(
     shared: Arc<Shared>,
-    peer: SocketAddr,
+    client: ClientInfo,
     headers: HeaderMap,
     query: Vec<(String, String)>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -92,9 +93,11 @@ async fn upgrade(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let peer = client.peer;
     let mut connection = Connection::new(connection_id.clone(), peer.ip(), user_agent);
 
-    let event_headers = connect_headers(&headers, peer, shared.local_port);
+    let spelled = client.header_names();
+    let event_headers = connect_headers(&headers, &spelled, peer, shared.local_port);
     if let Some(route) = shared.api.route("$connect") {
         if let Some(authorizer) = &route.authorizer {
             match crate::authorizer::authorize(
@@ -102,7 +105,7 @@ async fn upgrade(
                 authorizer,
                 &connection,
                 &request_id,
-                &event_headers,
+                &authorizer_headers(&headers, &spelled, &event_headers),
                 &query,
             )
             .await
@@ -228,9 +231,17 @@ async fn run_connect(
     }
 }
 
-/// The headers of the `$connect` event: the client's, plus the ones API Gateway adds.
+/// A header's name as the client spelled it, else as API Gateway writes its own.
+fn spelled_name(spelled: &[String], name: &HeaderName) -> String {
+    ClientInfo::spelling(spelled, name.as_str())
+        .map_or_else(|| canonical_header_name(name.as_str()), str::to_owned)
+}
+
+/// The headers of the `$connect` event: the client's (without `Connection` and `Upgrade`, as
+/// API Gateway passes them), plus the ones API Gateway adds.
 fn connect_headers(
     headers: &HeaderMap,
+    spelled: &[String],
     peer: SocketAddr,
     local_port: u16,
 ) -> Vec<(String, String)> {
@@ -238,16 +249,30 @@ fn connect_headers(
         .iter()
         .filter(|(name, _)| *name != header::CONNECTION && *name != header::UPGRADE)
         .filter_map(|(name, value)| {
-            Some((
-                canonical_header_name(name.as_str()),
-                value.to_str().ok()?.to_owned(),
-            ))
+            Some((spelled_name(spelled, name), value.to_str().ok()?.to_owned()))
         })
         .collect();
     out.push(("X-Amzn-Trace-Id".into(), events::trace_id()));
     out.push(("X-Forwarded-For".into(), peer.ip().to_string()));
     out.push(("X-Forwarded-Port".into(), local_port.to_string()));
     out.push(("X-Forwarded-Proto".into(), "http".into()));
+    out
+}
+
+/// The authorizer's headers: those of `$connect`, plus `Connection`, `Upgrade` and a
+/// `content-length` of 0, which API Gateway's authorizer event carries and `$connect`'s does not.
+fn authorizer_headers(
+    headers: &HeaderMap,
+    spelled: &[String],
+    connect: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut out = connect.to_vec();
+    for name in [header::CONNECTION, header::UPGRADE] {
+        if let Some(value) = headers.get(&name).and_then(|v| v.to_str().ok()) {
+            out.push((spelled_name(spelled, &name), value.to_owned()));
+        }
+    }
+    out.push(("content-length".to_owned(), "0".to_owned()));
     out
 }
 

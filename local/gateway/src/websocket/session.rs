@@ -9,7 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::proxy::ProxyResponse;
+use super::proxy::{ProxyResponse, RouteResult};
 use crate::connections::{CloseReason, Connection, Outbound, MAX_MESSAGE_BYTES};
 use crate::events::{self, new_id};
 use crate::state::Shared;
@@ -140,7 +140,11 @@ pub(super) async fn serve(shared: Arc<Shared>, connection: Arc<Connection>, mut 
                                 sent = socket.send(message) => sent.is_ok(),
                                 () = connection.close_requested() => false,
                             };
-                            if !sent {
+                            if sent {
+                                // Traffic either way keeps a connection alive, as on AWS: a
+                                // client that only receives posts is not idle.
+                                last_activity = Instant::now();
+                            } else {
                                 if let Some(reason) = connection.abandon_outbox() {
                                     status = Box::pin(close(&mut socket, &shared, &connection, reason)).await;
                                 }
@@ -226,15 +230,9 @@ async fn close_now(
 fn client_close_status(frame: Option<&CloseFrame>) -> (u16, String) {
     match frame {
         None => (1005, "Client-side close frame status not set".to_owned()),
-        Some(frame) if !frame.reason.is_empty() => (frame.code, frame.reason.to_string()),
-        Some(frame) => {
-            let reason = match frame.code {
-                1000 => "Connection Closed Normally",
-                1001 => "Going away",
-                _ => "",
-            };
-            (frame.code, reason.to_owned())
-        }
+        // The client's own reason, `""` when it gave none: API Gateway's texts are for the
+        // closes it initiates.
+        Some(frame) => (frame.code, frame.reason.to_string()),
     }
 }
 
@@ -267,24 +265,37 @@ async fn route_message(shared: Arc<Shared>, connection: Arc<Connection>, body: U
         &route.key,
         body.as_str(),
     );
-    match shared.invoke_message(route, event).await {
-        Ok(Some(response)) if route.two_way => {
-            let body = match ProxyResponse::parse(&response) {
-                Some(proxy) => proxy.body.unwrap_or_default(),
-                None => String::from_utf8_lossy(&response).into_owned(),
-            };
-            if !body.is_empty() {
-                let _ = connection.send_text(body);
-            }
-        }
-        Ok(_) => {}
-        Err(error) => {
-            warn!(route = %route.key, connection_id = connection.id(), request_id, "integration failed: {error}");
-            let _ = connection.send_text(error_frame(
-                "Internal server error",
-                connection.id(),
-                &request_id,
-            ));
-        }
+    let failure = match shared.invoke_message(route, event).await {
+        Ok(Some(response)) => match ProxyResponse::read_route_result(&response) {
+            Ok(_) if !route.two_way => None,
+            Ok(RouteResult::Proxy(body)) => reply(&connection, body.unwrap_or_default()),
+            Ok(RouteResult::Raw(body)) => reply(&connection, body),
+            Err(problem) => Some(problem),
+        },
+        Ok(None) => None,
+        Err(error) => Some(error.to_string()),
+    };
+    if let Some(problem) = failure {
+        warn!(route = %route.key, connection_id = connection.id(), request_id, "integration failed: {problem}");
+        let _ = connection.send_text(error_frame(
+            "Internal server error",
+            connection.id(),
+            &request_id,
+        ));
     }
+}
+
+/// Sends a two-way route's reply; a reply over the message quota cannot be one frame, and is
+/// the integration's failure instead.
+fn reply(connection: &Connection, body: String) -> Option<String> {
+    if body.len() > MAX_MESSAGE_BYTES {
+        return Some(format!(
+            "the route response is {} bytes, over the {MAX_MESSAGE_BYTES}-byte message quota",
+            body.len()
+        ));
+    }
+    if !body.is_empty() {
+        let _ = connection.send_text(body);
+    }
+    None
 }

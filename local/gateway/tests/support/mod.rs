@@ -174,6 +174,32 @@ pub fn add_test_routes(template: &mut Value, route_keys: &[&str]) {
     }
 }
 
+/// Puts the test handler (see [`add_test_routes`], which must run first) in front of
+/// `$connect` as its REQUEST authorizer, with the identity source `?token=`.
+pub fn add_test_authorizer(template: &mut Value) {
+    let api = api_id(template);
+    let connect_route = resources(template)
+        .iter()
+        .find(|(_, r)| r["Properties"]["RouteKey"] == "$connect")
+        .map(|(id, _)| id.clone())
+        .expect("$connect route");
+    let res = resources(template);
+    res.insert(
+        "TestAuthorizer".into(),
+        json!({
+            "Type": "AWS::ApiGatewayV2::Authorizer",
+            "Properties": {
+                "ApiId": {"Ref": api}, "AuthorizerType": "REQUEST", "Name": "test",
+                "IdentitySource": ["route.request.querystring.token"],
+                "AuthorizerUri": {"Fn::Join": ["", ["arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/", {"Fn::GetAtt": ["TestFunction", "Arn"]}, "/invocations"]]}
+            }
+        }),
+    );
+    let route = &mut res[&connect_route]["Properties"];
+    route["AuthorizationType"] = json!("CUSTOM");
+    route["AuthorizerId"] = json!({"Ref": "TestAuthorizer"});
+}
+
 /// The local secret of the tests' gateways. Fixed, so that parallel test processes can share
 /// one file; ending in a newline as an editor leaves it (the gateway and `mint-token` both
 /// trim it); readable by its owner only.
@@ -292,6 +318,45 @@ pub async fn http_to(
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     (status, headers, body.to_owned())
+}
+
+/// [`http`] signed for `execute-api` with the developer's key (allowed everything), as a tool
+/// with the developer's AWS credentials calls the @connections API.
+pub async fn signed_http(
+    gateway: &Gateway,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+    let host = gateway.local_addr().to_string();
+    let identity = Credentials::new("local", "local", None, None, "e2e").into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("execute-api")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .expect("signing params")
+        .into();
+    let url = format!("http://{host}{path}");
+    let signable = SignableRequest::new(
+        method,
+        &url,
+        [("host", host.as_str())].into_iter(),
+        SignableBody::Bytes(body),
+    )
+    .expect("signable");
+    let (instructions, _) = sign(signable, &params).expect("signed").into_parts();
+    let signed: Vec<(String, String)> = instructions
+        .headers()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let mut headers = vec![("Host", host.as_str())];
+    headers.extend(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    http_to(&host, method, path, &headers, body).await
 }
 
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -1,27 +1,22 @@
 //! A minimal Secrets Manager for the handlers: `GetSecretValue` over the AWS JSON 1.1 protocol,
-//! on its own loopback port, which handler processes reach through
-//! `AWS_ENDPOINT_URL_SECRETS_MANAGER`. A handler thus reads its secret with the same SDK call
+//! which handler processes reach through `AWS_ENDPOINT_URL_SECRETS_MANAGER`, once the caller's
+//! signature and role allow it. A handler thus reads its secret with the same SDK call
 //! as in Lambda. Every secret of the template holds the one local value (the JWT key file),
 //! read at each request as Secrets Manager holds the current version: a changed file is the
 //! next cold start's key, and a file that cannot be read fails the call as an unreadable
 //! secret does on AWS.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderName, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use super::{aws_json_error, REQUEST_ID, TARGET};
+use crate::iam::sigv4::SignedRequest;
+use crate::iam::{actions, Guard, Refusal};
 use crate::template::SecretSpec;
 
 /// The shortest local secret accepted: what HS256 needs not to be guessable (the authorizer
@@ -29,9 +24,6 @@ use crate::template::SecretSpec;
 pub const MIN_SECRET_BYTES: usize = 32;
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-const ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
-const TARGET: HeaderName = HeaderName::from_static("x-amz-target");
 const CURRENT_STAGE: &str = "AWSCURRENT";
 
 /// Why the local secret value cannot be used.
@@ -111,7 +103,6 @@ pub(crate) struct SecretStore {
     file: Option<PathBuf>,
     version_id: String,
     created_date: f64,
-    port: u16,
 }
 
 impl SecretStore {
@@ -122,12 +113,11 @@ impl SecretStore {
             file: file.map(Path::to_owned),
             version_id: crate::functions::request_id(),
             created_date: chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
-            port: 0,
         }
     }
 
     /// The secret a `SecretId` names: its name or its ARN, as Secrets Manager accepts.
-    fn find(&self, secret_id: &str) -> Option<&SecretSpec> {
+    pub(super) fn find(&self, secret_id: &str) -> Option<&SecretSpec> {
         self.secrets
             .iter()
             .find(|s| s.name == secret_id || s.arn == secret_id)
@@ -142,47 +132,6 @@ impl SecretStore {
     }
 }
 
-/// A running local Secrets Manager.
-pub(crate) struct SecretsServer {
-    pub(crate) endpoint: String,
-    pub(crate) store: Arc<SecretStore>,
-    task: JoinHandle<()>,
-}
-
-impl SecretsServer {
-    /// Serves `store` on a free loopback port.
-    pub(crate) async fn start(mut store: SecretStore) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
-        let port = listener.local_addr()?.port();
-        store.port = port;
-        let store = Arc::new(store);
-        let app = Router::new()
-            .route("/", post(handle))
-            .with_state(store.clone());
-        let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).await {
-                warn!("the local Secrets Manager stopped: {error}");
-            }
-        });
-        Ok(Self {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            store,
-            task,
-        })
-    }
-
-    /// Stops serving.
-    pub(crate) fn stop(&self) {
-        self.task.abort();
-    }
-}
-
-impl Drop for SecretsServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct GetSecretValue {
@@ -191,48 +140,51 @@ struct GetSecretValue {
     version_stage: Option<String>,
 }
 
-async fn handle(
-    State(store): State<Arc<SecretStore>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    // Only clients that name this loopback address: a web page that got here through a DNS
-    // name rebound to 127.0.0.1 sends its own host name.
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let local_hosts = [
-        format!("127.0.0.1:{}", store.port),
-        format!("localhost:{}", store.port),
-    ];
-    if !local_hosts.iter().any(|h| h == host) || headers.contains_key(header::ORIGIN) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "AccessDeniedException",
-            "only local clients may call the local Secrets Manager",
-        );
-    }
+/// Serves one Secrets Manager request the guard has let through so far: it checks the
+/// caller's permission on the very secret asked for.
+pub(super) fn handle(store: &SecretStore, guard: &Guard, request: &SignedRequest<'_>) -> Response {
+    let headers = request.headers;
+    let body = request.body;
     let target = headers
         .get(TARGET)
         .and_then(|t| t.to_str().ok())
         .unwrap_or_default();
     if target != "secretsmanager.GetSecretValue" {
-        return error(
+        return error_response(
             StatusCode::BAD_REQUEST,
             "UnknownOperationException",
             &format!("the local Secrets Manager only implements GetSecretValue, not {target:?}"),
         );
     }
-    let Ok(request) = serde_json::from_slice::<GetSecretValue>(&body) else {
-        return error(
+    let checked = guard.authorize(request, "secretsmanager", || {
+        actions::secrets_manager(target, body, |id| store.find(id).map(|s| s.arn.clone()))
+    });
+    if let Err(refusal) = checked {
+        return match refusal {
+            Refusal::Malformed(error) => error_response(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestException",
+                &error.to_string(),
+            ),
+            Refusal::Signature(error) => {
+                error_response(StatusCode::BAD_REQUEST, error.code(), &error.to_string())
+            }
+            denied @ Refusal::Denied { .. } => error_response(
+                StatusCode::BAD_REQUEST,
+                "AccessDeniedException",
+                &denied.to_string(),
+            ),
+        };
+    }
+    let Ok(request) = serde_json::from_slice::<GetSecretValue>(body) else {
+        return error_response(
             StatusCode::BAD_REQUEST,
             "SerializationException",
             "the request body is not a GetSecretValue request",
         );
     };
     let Some(secret_id) = request.secret_id.filter(|id| !id.is_empty()) else {
-        return error(
+        return error_response(
             StatusCode::BAD_REQUEST,
             "InvalidParameterException",
             "SecretId is required",
@@ -252,7 +204,7 @@ async fn handle(
         .zip(store.value(&secret_id));
     let Some((secret, value)) = found else {
         info!(secret_id, "GetSecretValue: no such secret");
-        return error(
+        return error_response(
             StatusCode::BAD_REQUEST,
             "ResourceNotFoundException",
             "Secrets Manager can't find the specified secret.",
@@ -262,7 +214,7 @@ async fn handle(
         Ok(value) => value,
         Err(cause) => {
             warn!(secret = %secret.name, "GetSecretValue refused: {cause}");
-            return error(
+            return error_response(
                 StatusCode::BAD_REQUEST,
                 "AccessDeniedException",
                 &format!("the local value of this secret cannot be read: {cause}"),
@@ -289,16 +241,7 @@ async fn handle(
         .into_response()
 }
 
-/// An AWS JSON 1.1 error: the type in both the header and `__type`, as the SDK reads either.
-fn error(status: StatusCode, error_type: &'static str, message: &str) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, CONTENT_TYPE.to_owned()),
-            (ERROR_TYPE, error_type.to_owned()),
-            (REQUEST_ID, crate::functions::request_id()),
-        ],
-        json!({ "__type": error_type, "message": message }).to_string(),
-    )
-        .into_response()
+/// An AWS JSON 1.1 error of Secrets Manager.
+fn error_response(status: StatusCode, error_type: &str, message: &str) -> Response {
+    aws_json_error(CONTENT_TYPE, status, error_type, message)
 }
