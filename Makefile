@@ -19,7 +19,7 @@ JAVA_STAMP := .local/java.ok
 
 .PHONY: help
 help: ## list the commands
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 # ---- installs: each runs only when its inputs change ----
 $(VENV_STAMP): tools/requirements.txt
