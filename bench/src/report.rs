@@ -306,7 +306,9 @@ pub fn markdown(r: &Results) -> String {
         "Written by `make bench` (the harness in `bench/`, raw numbers in `bench/results.json`). \
          Every figure is a median with min / max of repeated runs, or a ratio of two things measured \
          in the same run on the same machine. These machines are small and shared: compare ratios, \
-         not absolute times.\n"
+         not absolute times. The local gateway runs with API Gateway's quotas relaxed \
+         (`--relax-quotas`: no new-connection rate, stage throttling, URL or authorizer result \
+         limits), so that the figures measure the code.\n"
     );
     if r.plan.quick {
         let _ = writeln!(out, "**QUICK RUN: reduced sizes, not the benchmark.**\n");

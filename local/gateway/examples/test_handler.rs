@@ -10,7 +10,8 @@
 //! `extra-keys` answers a result with a key outside the proxy response format.
 //! `$connect`: `?reject=STATUS` answers that status, anything else 200.
 //! REQUEST authorizer events: `?token=allow` allows (context user=alice), `deny` denies,
-//! `null-context` and `object-context` allow with a context value that is null or an object.
+//! `null-context`, `object-context` and `huge-context` allow with a context value that is
+//! null, an object, or 9,000 characters long.
 //! With `$TEST_EVENT_LOG` set, every event is appended to that file as one JSON line.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -77,6 +78,7 @@ fn handle(event: &Value, invocations: u64) -> Result<Value, Value> {
         let context = match token {
             "null-context" => json!({"user": null}),
             "object-context" => json!({"user": {"name": "alice"}}),
+            "huge-context" => json!({"user": "a".repeat(9000)}),
             "allow" => json!({"user": "alice", "level": 3}),
             _ => json!({}),
         };

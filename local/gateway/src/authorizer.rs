@@ -62,6 +62,16 @@ pub(crate) async fn authorize(
         }
     };
     let latency_ms = started.elapsed().as_millis();
+    if let Some(max) = shared.limits.quotas.max_authorizer_result_bytes {
+        if response.len() > max {
+            warn!(
+                request_id,
+                bytes = response.len(),
+                "authorizer result over API Gateway's {max}-byte quota"
+            );
+            return Err(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    }
     let decision = match read_decision(&response) {
         Ok(decision) => decision,
         Err(problem) => {

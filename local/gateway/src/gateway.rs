@@ -137,6 +137,7 @@ impl Gateway {
             connections_latency: options.connections_latency,
             upgrade_delay: options.upgrade_delay,
             max_in_flight: options.max_in_flight_per_connection.max(1),
+            quotas: options.quotas,
         };
         let shared = Arc::new(Shared::new(api, local, addr, functions, limits, web, guard));
         let (stop_server, server) = serve(listener, shared.clone());
@@ -146,6 +147,7 @@ impl Gateway {
             functions = shared.functions.len(),
             tables = shared.api.tables.len(),
             secrets = shared.api.secrets.len(),
+            quotas = %options.quotas.describe(),
             dynamodb = %dynamodb_endpoint,
             aws_services = %services.endpoint,
             "local gateway listening on ws://{addr}/{}", shared.api.stage.name

@@ -15,6 +15,7 @@ pub mod iam;
 mod listener;
 mod management;
 mod options;
+pub mod quotas;
 pub mod routing;
 pub mod services;
 mod state;

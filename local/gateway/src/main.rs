@@ -1,10 +1,12 @@
 //! `local-gateway`: serves the stack's WebSocket API on 127.0.0.1 with the real handlers.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use local_gateway::quotas::Quotas;
 use local_gateway::{DynamoDb, Gateway, Options};
 use tracing_subscriber::EnvFilter;
 
@@ -40,6 +42,21 @@ struct Cli {
     /// meanwhile), to widen the window in which API Gateway answers 410 for a new connection
     #[arg(long, default_value_t = 0, value_name = "MS")]
     upgrade_delay_ms: u64,
+    /// Relax every API Gateway quota below (for load tests and benchmarks)
+    #[arg(long)]
+    relax_quotas: bool,
+    /// New connections accepted per second, 429 past it (API Gateway: 500; 0: no limit)
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    new_connections_per_second: u32,
+    /// Do not apply the stage's route throttling settings from the template
+    #[arg(long)]
+    no_stage_throttling: bool,
+    /// Longest upgrade URL in characters, 414 past it (API Gateway: 4096; 0: no limit)
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    max_url_length: usize,
+    /// Largest authorizer result in bytes, 500 past it (API Gateway: 8192; 0: no limit)
+    #[arg(long, default_value_t = 8192, value_name = "BYTES")]
+    max_authorizer_result_bytes: usize,
     /// Keep DynamoDB Local's data in this folder between runs (default: in memory)
     #[arg(long, value_name = "DIR")]
     persist_dir: Option<PathBuf>,
@@ -123,6 +140,17 @@ async fn run(cli: Cli) -> ExitCode {
             },
         },
         extra_env: cli.extra_env.into_iter().collect(),
+        quotas: if cli.relax_quotas {
+            Quotas::relaxed()
+        } else {
+            Quotas {
+                new_connections_per_second: NonZeroU32::new(cli.new_connections_per_second),
+                stage_throttling: !cli.no_stage_throttling,
+                max_url_length: (cli.max_url_length > 0).then_some(cli.max_url_length),
+                max_authorizer_result_bytes: (cli.max_authorizer_result_bytes > 0)
+                    .then_some(cli.max_authorizer_result_bytes),
+            }
+        },
         jwt_secret_file: cli.jwt_secret_file,
         web_dir: cli
             .web_dir

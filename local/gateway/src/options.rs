@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::quotas::Quotas;
+
 /// Where the gateway gets its DynamoDB from.
 #[derive(Debug, Clone)]
 pub enum DynamoDb {
@@ -52,6 +54,8 @@ pub struct Options {
     /// `$connect` authorizer): the file's content, trimmed. Read only when the template has a
     /// secret; then it must exist.
     pub jwt_secret_file: PathBuf,
+    /// API Gateway's quotas, or which of them are relaxed.
+    pub quotas: Quotas,
     /// Serve the web client from this folder (`GET /`, `GET /app.js`, ...); none when `None`.
     pub web_dir: Option<PathBuf>,
 }
@@ -77,6 +81,7 @@ impl Options {
             extra_env: BTreeMap::new(),
             jwt_secret_file: PathBuf::from(".local/jwt-secret"),
             web_dir: None,
+            quotas: Quotas::api_gateway(),
         }
     }
 }

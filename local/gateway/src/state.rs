@@ -16,6 +16,7 @@ use crate::connections::{Connection, Connections};
 use crate::events::{self, ApiContext};
 use crate::functions::{FunctionPool, InvokeError};
 use crate::iam::Guard;
+use crate::quotas::{Quotas, Throttles};
 use crate::template::{ApiModel, LocalContext, Route};
 use crate::web::WebRoot;
 
@@ -27,6 +28,7 @@ pub(crate) struct Limits {
     pub(crate) connections_latency: Duration,
     pub(crate) upgrade_delay: Duration,
     pub(crate) max_in_flight: usize,
+    pub(crate) quotas: Quotas,
 }
 
 /// What every request handler shares.
@@ -39,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) local_port: u16,
     pub(crate) web: Option<WebRoot>,
+    /// The quotas' token buckets.
+    pub(crate) throttles: Throttles,
     /// Checks the @connections calls of the handlers (and of the developer).
     pub(crate) guard: Arc<Guard>,
     /// Cancelled when the shutdown begins.
@@ -62,7 +66,9 @@ impl Shared {
             domain_name: addr.to_string(),
             stage_variables: api.stage.variables.clone(),
         };
+        let throttles = Throttles::new(&limits.quotas, &api.stage, api.routes.keys());
         Self {
+            throttles,
             api,
             events,
             local,

@@ -189,7 +189,13 @@ async fn an_unreadable_secret_is_500_and_malformed_tokens_are_401_or_403() {
         assert_eq!(*status, 500, "an unreadable secret is our fault: {body}");
     }
     for (what, status) in &statuses {
-        assert!([401, 403].contains(status), "{what}: {status}");
+        // A URL over 4,096 characters never reaches the authorizer on AWS either.
+        let expected: &[u16] = if *what == "over 4 KiB" {
+            &[414]
+        } else {
+            &[401, 403]
+        };
+        assert!(expected.contains(status), "{what}: {status}");
     }
     // Still up: a good token still connects.
     let mut after = Client::connect_to(&format!("{url}?token={}", token_for("bob"))).await;

@@ -9,6 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures::SinkExt;
+use local_gateway::quotas::Quotas;
 use serde_json::json;
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
@@ -22,7 +23,9 @@ const ANSWER_BOUND: Duration = Duration::from_secs(2);
 /// non-reader's posts get 429 and the sender's fan-out still completes.
 #[tokio::test(flavor = "multi_thread")]
 async fn flooding_and_slow_clients_cost_the_others_nothing() {
+    println!("load: {}", Quotas::relaxed().describe());
     let gateway = start(real_template_copy(), |o| {
+        o.quotas = Quotas::relaxed();
         // This scenario is about the gateway, not the per-connection rate limit.
         o.extra_env
             .insert("RATE_LIMIT_PER_SECOND".into(), "1000".into());
@@ -128,7 +131,9 @@ async fn partition(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_storm_of_connects_and_closes_leaves_nothing_behind() {
     const CLIENTS: usize = 1000;
-    let gateway = start(real_template_copy(), |_| {}).await;
+    // A thousand at once is over API Gateway's 500 a second: this storm is about the gateway.
+    println!("storm: {}", Quotas::relaxed().describe());
+    let gateway = start(real_template_copy(), |o| o.quotas = Quotas::relaxed()).await;
     let url = gateway.websocket_url();
     let attempts = futures::future::join_all((0..CLIENTS).map(|_| {
         let url = url.clone();

@@ -269,3 +269,47 @@ async fn results_outside_the_proxy_format_and_oversized_replies_are_internal_err
     assert_eq!(reply.len(), 100_000);
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quotas_refuse_what_api_gateway_refuses() {
+    // The stage throttled to 1 request a second with bursts of 2, on every route.
+    let mut template = real_template();
+    add_test_routes(&mut template, &["echo"]);
+    add_test_authorizer(&mut template);
+    let stage = resources(&mut template)
+        .values_mut()
+        .find(|r| r["Type"] == "AWS::ApiGatewayV2::Stage")
+        .expect("a stage");
+    stage["Properties"]["DefaultRouteSettings"] =
+        json!({"ThrottlingRateLimit": 1, "ThrottlingBurstLimit": 2});
+    let gateway = start(write_template(&template), |_| {}).await;
+    let url = gateway.websocket_url();
+
+    // Messages: two pass, the third gets API Gateway's frame.
+    let mut alice = Client::connect_to(&format!("{url}?token=allow")).await;
+    let mut frames = Vec::new();
+    for _ in 0..3 {
+        alice.send(json!({"action": "echo"})).await;
+        frames.push(alice.next(WAIT).await.expect("a frame"));
+    }
+    assert_eq!(frames[0]["routeKey"], "echo");
+    assert_eq!(frames[1]["routeKey"], "echo");
+    assert_eq!(frames[2]["message"], "Too Many Requests", "{}", frames[2]);
+    // $connect: alice took one of its two; the next takes the other, then 429.
+    let _bob = Client::connect_to(&format!("{url}?token=allow")).await;
+    let (status, body) = refused(format!("{url}?token=allow")).await;
+    assert_eq!(status, 429, "{body}");
+
+    // An over-long URL and an over-large authorizer result, on a gateway without throttling.
+    let relaxed = start(write_template(&template), |o| {
+        o.quotas.stage_throttling = false;
+    })
+    .await;
+    let url = relaxed.websocket_url();
+    let long = format!("{url}?token=allow&pad={}", "x".repeat(4096));
+    assert_eq!(refused(long).await.0, 414);
+    assert_eq!(refused(format!("{url}?token=huge-context")).await.0, 500);
+    let _carol = Client::connect_to(&format!("{url}?token=allow")).await;
+    relaxed.shutdown().await;
+    gateway.shutdown().await;
+}

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::{SinkExt, StreamExt};
+use local_gateway::quotas::Quotas;
 use serde_json::{json, Value};
 use support::*;
 use tokio::net::TcpStream;
@@ -926,7 +927,9 @@ fn summary(log: &Log, counts: &Counts, elapsed: Duration) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn soak_with_churn_loses_and_duplicates_nothing() {
+    println!("soak: {}", Quotas::relaxed().describe());
     let gateway = start(real_template_copy(), |o| {
+        o.quotas = Quotas::relaxed();
         // Otherwise the stage's defaults: a rate limit of 10 a second with bursts of 20,
         // 4 processes a function, 10 messages of one connection in flight. The handlers log
         // warnings only (the invocations that ran out of time among them), unless RUST_LOG

@@ -49,6 +49,19 @@ pub struct StageSpec {
     pub name: String,
     /// The stage variables, passed in every event when present.
     pub variables: BTreeMap<String, String>,
+    /// `DefaultRouteSettings`' throttling: each route's, unless it has its own.
+    pub default_throttling: Option<ThrottleSpec>,
+    /// `RouteSettings`' throttling, by route key.
+    pub route_throttling: HashMap<String, ThrottleSpec>,
+}
+
+/// A route's token bucket, as the stage's route settings give it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThrottleSpec {
+    /// `ThrottlingRateLimit`: requests per second, steady state.
+    pub rate: f64,
+    /// `ThrottlingBurstLimit`: requests at once.
+    pub burst: u32,
 }
 
 /// One route of the API.

@@ -165,7 +165,30 @@ impl Template {
                     variables.insert(k.clone(), value);
                 }
             }
-            return Ok(StageSpec { name, variables });
+            let throttle = |settings: Option<&Value>| {
+                let settings = settings?;
+                let rate = settings.get("ThrottlingRateLimit").and_then(Value::as_f64);
+                let burst = settings.get("ThrottlingBurstLimit").and_then(Value::as_u64);
+                (rate.is_some() || burst.is_some()).then(|| ThrottleSpec {
+                    // API Gateway's account-level defaults stand for a missing half.
+                    rate: rate.unwrap_or(10_000.0),
+                    burst: burst.and_then(|b| u32::try_from(b).ok()).unwrap_or(5_000),
+                })
+            };
+            let default_throttling = throttle(stage.properties.get("DefaultRouteSettings"));
+            let route_throttling = match stage.properties.get("RouteSettings") {
+                Some(Value::Object(routes)) => routes
+                    .iter()
+                    .filter_map(|(key, settings)| Some((key.clone(), throttle(Some(settings))?)))
+                    .collect(),
+                _ => HashMap::new(),
+            };
+            return Ok(StageSpec {
+                name,
+                variables,
+                default_throttling,
+                route_throttling,
+            });
         }
         if found.is_empty() {
             // A template without a stage resource still names its stage in the URL the stack builds;
@@ -173,6 +196,8 @@ impl Template {
             return Ok(StageSpec {
                 name: wanted.to_owned(),
                 variables: BTreeMap::new(),
+                default_throttling: None,
+                route_throttling: HashMap::new(),
             });
         }
         Err(TemplateError::StageMismatch {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tracing::{debug, info, warn};
 
@@ -22,6 +22,7 @@ use crate::state::Shared;
 pub(crate) async fn upgrade_root(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(client): ConnectInfo<ClientInfo>,
+    uri: Uri,
     headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -32,7 +33,7 @@ pub(crate) async fn upgrade_root(
         }
     }
     let query = query.map(|Query(q)| q).unwrap_or_default();
-    upgrade(shared, client, headers, query, ws).await
+    upgrade(shared, client, &uri, headers, query, ws).await
 }
 
 /// `GET /STAGE`, and `GET /FILE` of the web client.
@@ -40,6 +41,7 @@ pub(crate) async fn upgrade_stage(
     State(shared): State<Arc<Shared>>,
     Path(stage): Path<String>,
     ConnectInfo(client): ConnectInfo<ClientInfo>,
+    uri: Uri,
     headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -58,7 +60,7 @@ pub(crate) async fn upgrade_stage(
             .into_response();
     }
     let query = query.map(|Query(q)| q).unwrap_or_default();
-    upgrade(shared, client, headers, query, ws).await
+    upgrade(shared, client, &uri, headers, query, ws).await
 }
 
 /// Whether the request asks for a protocol upgrade (a WebSocket handshake, perhaps a bad one)
@@ -70,6 +72,7 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
 async fn upgrade(
     shared: Arc<Shared>,
     client: ClientInfo,
+    uri: &Uri,
     headers: HeaderMap,
     query: Vec<(String, String)>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -86,6 +89,23 @@ async fn upgrade(
     };
     if shared.is_shutting_down() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let url_length = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if shared
+        .limits
+        .quotas
+        .max_url_length
+        .is_some_and(|max| url_length > max)
+    {
+        info!(
+            url_length,
+            "upgrade refused: the URL is over API Gateway's quota"
+        );
+        return api_error_response(StatusCode::URI_TOO_LONG);
+    }
+    if !shared.throttles.admit_connection() {
+        info!("upgrade refused: over the new-connection rate or the $connect route's throttling");
+        return api_error_response(StatusCode::TOO_MANY_REQUESTS);
     }
     let connection_id = new_id();
     let request_id = new_id();
@@ -287,6 +307,8 @@ pub(crate) fn api_error_response(status: StatusCode) -> Response {
     let message = match status {
         StatusCode::UNAUTHORIZED => "Unauthorized",
         StatusCode::FORBIDDEN => "Forbidden",
+        StatusCode::TOO_MANY_REQUESTS => "Too Many Requests",
+        StatusCode::URI_TOO_LONG => "Request-URI Too Long",
         _ => "Internal server error",
     };
     (

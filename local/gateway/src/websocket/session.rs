@@ -258,6 +258,12 @@ async fn route_message(shared: Arc<Shared>, connection: Arc<Connection>, body: U
         let _ = connection.send_text(error_frame("Forbidden", connection.id(), &request_id));
         return;
     };
+    if !shared.throttles.admit_route(&route.key) {
+        // API Gateway's frame for a throttled message, in its error frames' layout.
+        let frame = error_frame("Too Many Requests", connection.id(), &request_id);
+        let _ = connection.send_text(frame);
+        return;
+    }
     let event = events::message(
         &shared.events,
         &connection.facts(),
