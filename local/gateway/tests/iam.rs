@@ -260,7 +260,7 @@ async fn dynamodb_calls_fail_as_dynamodb_fails_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_and_connections_need_their_permissions() {
-    let gateway = start(real_template_path().to_path_buf(), |_| {}).await;
+    let gateway = start(write_template(&real_template_with_authorizer()), |_| {}).await;
     let secret_name = "realtime-dev-jwt-secret";
 
     // Only the authorizer may read the JWT secret.

@@ -97,10 +97,13 @@ pub fn real_template_copy() -> PathBuf {
 }
 
 /// Writes a changed copy of the template (same file name, so the same stack name).
+/// The folder name [`write_template`] gives its copies, and that [`start`] removes.
+const WRITTEN_TEMPLATE_PREFIX: &str = "local-gateway-e2e-template-";
+
 pub fn write_template(template: &Value) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "local-gateway-e2e-{}-{}",
+        "{WRITTEN_TEMPLATE_PREFIX}{}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
@@ -239,9 +242,16 @@ pub async fn start(template: PathBuf, tweak: impl FnOnce(&mut Options)) -> Gatew
     options.jwt_secret_file = secret_file().to_owned();
     tweak(&mut options);
     let gateway = Gateway::start(options).await.expect("the gateway starts");
-    // The template is read once at start: a copy written for this test can go.
-    if template.starts_with(std::env::temp_dir()) {
-        if let Some(dir) = template.parent() {
+    // The template is read once at start: a copy written for this test (by
+    // `write_template`, in a folder of its own) can go. Only such a folder: the repository
+    // itself may live under the temporary folder (a fresh clone in CI).
+    if let Some(dir) = template.parent() {
+        let written = dir.starts_with(std::env::temp_dir())
+            && dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(WRITTEN_TEMPLATE_PREFIX));
+        if written {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
