@@ -22,6 +22,7 @@ import { createServer } from 'node:http';
 import { mkdirSync, readFileSync, createWriteStream, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createHash, createHmac } from 'node:crypto';
 import { chromium } from 'playwright-core';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -415,9 +416,10 @@ async function main() {
   });
 
   await step('the page reconnects after the gateway drops the connection, and rejoins its rooms', async () => {
+    const url = `http://127.0.0.1:${gateway.port}/${STAGE}/@connections/${encodeURIComponent(bobId)}`;
     const response = await fetch(
-      `http://127.0.0.1:${gateway.port}/${STAGE}/@connections/${encodeURIComponent(bobId)}`,
-      { method: 'DELETE', signal: AbortSignal.timeout(5000) },
+      url,
+      { method: 'DELETE', headers: signedHeaders('DELETE', url), signal: AbortSignal.timeout(5000) },
     );
     assert(response.status === 204, `DELETE @connections answered ${response.status}`);
     // Sent while bob is away: his new connection must catch up on it through `after`.
@@ -566,3 +568,27 @@ main().then(() => finish(0), (error) => {
   results.failed += 1;
   finish(1);
 });
+
+/**
+ * SigV4 headers for a bodyless @connections call with the gateway's developer key (`local`),
+ * as the AWS SDK signs it: the gateway checks every @connections signature, as AWS does.
+ * The path is encoded a second time, segment by segment, as the SDK's signer does.
+ */
+function signedHeaders(method, url, { key = 'local', secret = 'local', region = 'us-east-1' } = {}) {
+  const sha256 = (data) => createHash('sha256').update(data).digest('hex');
+  const hmac = (k, data) => createHmac('sha256', k).update(data).digest();
+  const { host, pathname } = new URL(url);
+  const amzDate = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  const day = amzDate.slice(0, 8);
+  const canonicalUri = pathname.split('/').map((s) => encodeURIComponent(s)).join('/');
+  const canonical = [method, canonicalUri, '', `host:${host}\nx-amz-date:${amzDate}\n`, 'host;x-amz-date', sha256('')].join('\n');
+  const scope = `${day}/${region}/execute-api/aws4_request`;
+  const toSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256(canonical)].join('\n');
+  let signingKey = hmac(`AWS4${secret}`, day);
+  for (const part of [region, 'execute-api', 'aws4_request']) signingKey = hmac(signingKey, part);
+  const signature = createHmac('sha256', signingKey).update(toSign).digest('hex');
+  return {
+    'x-amz-date': amzDate,
+    authorization: `AWS4-HMAC-SHA256 Credential=${key}/${scope}, SignedHeaders=host;x-amz-date, Signature=${signature}`,
+  };
+}
