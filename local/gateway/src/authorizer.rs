@@ -4,6 +4,7 @@
 
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerResponse;
 use axum::http::StatusCode;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 use tracing::warn;
@@ -106,8 +107,8 @@ struct Decision {
 /// Gateway passes it on, where an object or array value fails the connection.
 fn read_decision(raw: &[u8]) -> Result<Decision, String> {
     let value: Value = serde_json::from_slice(raw).map_err(|e| format!("not JSON: {e}"))?;
-    let response: ApiGatewayCustomAuthorizerResponse<Option<Map<String, Value>>> =
-        serde_json::from_value(value.clone())
+    let response =
+        ApiGatewayCustomAuthorizerResponse::<Option<Map<String, Value>>>::deserialize(&value)
             .map_err(|e| format!("not an authorizer response: {e}"))?;
     let policy = PolicySet::parse([("policyDocument", &value["policyDocument"])])
         .map_err(|e| format!("policyDocument: {e}"))?;

@@ -218,7 +218,7 @@ impl Gateway {
 
     /// The credentials the function `logical_id`'s processes sign with.
     pub fn function_credentials(&self, logical_id: &str) -> Option<crate::iam::Credentials> {
-        self.shared.guard.credentials(logical_id).cloned()
+        self.shared.guard.credentials(logical_id)
     }
 
     /// The web client's address (`http://127.0.0.1:PORT/`), when the gateway serves it.
@@ -321,9 +321,9 @@ fn app(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(websocket::upgrade_root))
         .route("/{stage}", get(websocket::upgrade_stage))
-        .route("/{stage}/@connections/{*id}", connections_api())
+        .route("/{stage}/@connections/{*id}", connections_api(&shared))
         // The form of AWS's own curl examples: the `@` percent-encoded.
-        .route("/{stage}/%40connections/{*id}", connections_api())
+        .route("/{stage}/%40connections/{*id}", connections_api(&shared))
         .with_state(shared)
 }
 
@@ -469,13 +469,11 @@ fn function_pools(
             spec.environment.extend(options.extra_env.clone());
             // Each function signs as itself, so that its calls are checked against its role.
             if let Some(credentials) = guard.credentials(&spec.logical_id) {
-                spec.environment.insert(
-                    "AWS_ACCESS_KEY_ID".to_owned(),
-                    credentials.access_key_id.clone(),
-                );
+                spec.environment
+                    .insert("AWS_ACCESS_KEY_ID".to_owned(), credentials.access_key_id);
                 spec.environment.insert(
                     "AWS_SECRET_ACCESS_KEY".to_owned(),
-                    credentials.secret_access_key.clone(),
+                    credentials.secret_access_key,
                 );
             }
             spec.environment
@@ -505,10 +503,15 @@ fn serve(listener: TcpListener, shared: Arc<Shared>) -> (oneshot::Sender<()>, Jo
     (stop_server, server)
 }
 
-fn connections_api() -> axum::routing::MethodRouter<Arc<Shared>> {
+/// The @connections API: each call checked (stage, signature, IAM) before its handler runs.
+fn connections_api(shared: &Arc<Shared>) -> axum::routing::MethodRouter<Arc<Shared>> {
     get(management::get_connection)
         .post(management::post_to_connection)
         .delete(management::delete_connection)
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            management::check,
+        ))
 }
 
 async fn bind(port: u16) -> Result<TcpListener, StartError> {

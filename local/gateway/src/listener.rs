@@ -30,6 +30,7 @@ impl Listener for RecordingListener {
         let recorded = Recorded {
             inner: stream,
             head: Arc::new(Mutex::new(Head::default())),
+            recording: true,
         };
         (recorded, addr)
     }
@@ -42,13 +43,14 @@ impl Listener for RecordingListener {
 #[derive(Debug, Default)]
 struct Head {
     bytes: Vec<u8>,
-    complete: bool,
 }
 
 /// A socket whose first request head is kept.
 pub(crate) struct Recorded {
     inner: TcpStream,
     head: Arc<Mutex<Head>>,
+    /// Until the head is complete: every later read (a WebSocket's whole life) takes no lock.
+    recording: bool,
 }
 
 impl AsyncRead for Recorded {
@@ -59,15 +61,15 @@ impl AsyncRead for Recorded {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
+        if let (true, Poll::Ready(Ok(()))) = (self.recording, &polled) {
             let mut head = self.head.lock().unwrap_or_else(PoisonError::into_inner);
-            if !head.complete {
-                let room = MAX_HEAD_BYTES.saturating_sub(head.bytes.len());
-                let read = &buf.filled()[before..];
-                head.bytes.extend_from_slice(&read[..read.len().min(room)]);
-                head.complete = head.bytes.len() >= MAX_HEAD_BYTES
-                    || head.bytes.windows(4).any(|w| w == b"\r\n\r\n");
-            }
+            let room = MAX_HEAD_BYTES.saturating_sub(head.bytes.len());
+            let read = &buf.filled()[before..];
+            head.bytes.extend_from_slice(&read[..read.len().min(room)]);
+            let complete = head.bytes.len() >= MAX_HEAD_BYTES
+                || head.bytes.windows(4).any(|w| w == b"\r\n\r\n");
+            drop(head);
+            self.recording = !complete;
         }
         polled
     }
@@ -151,7 +153,6 @@ mod tests {
     fn header_names_keep_their_spelling_and_stop_at_the_head() {
         let head = Head {
             bytes: b"GET /dev HTTP/1.1\r\nHost: x\r\nHeaderAuth1: a\r\nx-api-key: k\r\nsec-websocket-key: z\r\n\r\nBody: no\r\n".to_vec(),
-            complete: true,
         };
         let info = ClientInfo {
             peer: SocketAddr::from(([127, 0, 0, 1], 1)),

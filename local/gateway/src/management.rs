@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderName, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -21,20 +22,9 @@ const ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
 /// `POST /STAGE/@connections/{id}`: PostToConnection.
 pub(crate) async fn post_to_connection(
     State(shared): State<Arc<Shared>>,
-    Path((stage, id)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
+    Path((_, id)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let call = Call {
-        method: Method::POST,
-        uri: &uri,
-        headers: &headers,
-        body: &body,
-    };
-    if let Some(refused) = precheck(&shared, &stage, &id, call).await {
-        return refused;
-    }
     let result = match shared.connections.get(&id) {
         Some(connection) => connection.post(body),
         None if body.len() > crate::connections::MAX_MESSAGE_BYTES => {
@@ -64,21 +54,8 @@ pub(crate) async fn post_to_connection(
 /// `GET /STAGE/@connections/{id}`: GetConnection.
 pub(crate) async fn get_connection(
     State(shared): State<Arc<Shared>>,
-    Path((stage, id)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
-    // The signature covers the body whatever the method.
-    body: Bytes,
+    Path((_, id)): Path<(String, String)>,
 ) -> Response {
-    let call = Call {
-        method: Method::GET,
-        uri: &uri,
-        headers: &headers,
-        body: &body,
-    };
-    if let Some(refused) = precheck(&shared, &stage, &id, call).await {
-        return refused;
-    }
     match shared.connections.get(&id).filter(|c| c.is_open()) {
         Some(connection) => {
             let mut identity = serde_json::Map::new();
@@ -105,21 +82,8 @@ pub(crate) async fn get_connection(
 /// `DELETE /STAGE/@connections/{id}`: DeleteConnection; the socket closes and `$disconnect` runs.
 pub(crate) async fn delete_connection(
     State(shared): State<Arc<Shared>>,
-    Path((stage, id)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
-    // The signature covers the body whatever the method.
-    body: Bytes,
+    Path((_, id)): Path<(String, String)>,
 ) -> Response {
-    let call = Call {
-        method: Method::DELETE,
-        uri: &uri,
-        headers: &headers,
-        body: &body,
-    };
-    if let Some(refused) = precheck(&shared, &stage, &id, call).await {
-        return refused;
-    }
     match shared.connections.get(&id).filter(|c| c.is_open()) {
         Some(connection) if connection.request_close(DELETED) => {
             StatusCode::NO_CONTENT.into_response()
@@ -128,57 +92,58 @@ pub(crate) async fn delete_connection(
     }
 }
 
-/// One @connections request, as far as its signature covers it.
-struct Call<'a> {
-    method: Method,
-    uri: &'a Uri,
-    headers: &'a HeaderMap,
-    body: &'a [u8],
-}
+/// The largest @connections request read: a post over 128 KB is refused by its handler, and
+/// axum's default body limit is what stood here before.
+const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 
-/// Applies the injected latency, refuses a wrong stage like API Gateway does, then checks the
-/// signature and the caller's `execute-api:ManageConnections` on this method and connection.
-async fn precheck(shared: &Shared, stage: &str, id: &str, call: Call<'_>) -> Option<Response> {
+/// In front of every @connections call: applies the injected latency, refuses a wrong stage
+/// like API Gateway does, then checks the signature and the caller's
+/// `execute-api:ManageConnections` on this method and connection.
+pub(crate) async fn check(
+    State(shared): State<Arc<Shared>>,
+    Path((stage, id)): Path<(String, String)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let latency = shared.limits.connections_latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     if stage != shared.api.stage.name {
-        return Some(aws_error(
-            StatusCode::FORBIDDEN,
-            "ForbiddenException",
-            "Forbidden",
-        ));
+        return aws_error(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden");
     }
-    let request = SignedRequest {
-        method: call.method.as_str(),
-        path: call.uri.path(),
-        query: call.uri.query(),
-        headers: call.headers,
-        body: call.body,
+    // The signature covers the body whatever the method: read it, then hand it on.
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let signed = SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body: &body,
     };
     let guard = &shared.guard;
-    let checked = guard.authorize(&request, "execute-api", || {
+    let checked = guard.authorize(&signed, "execute-api", || {
         Ok(vec![actions::execute_api(
-            call.method.as_str(),
-            stage,
-            id,
+            parts.method.as_str(),
+            &stage,
+            &id,
             &guard.arns,
             &shared.events.api_id,
         )])
     });
     match checked {
-        Ok(_) => None,
-        Err(Refusal::Signature(error)) => Some(aws_error(
-            StatusCode::FORBIDDEN,
-            error.code(),
-            &error.to_string(),
-        )),
-        Err(refusal) => Some(aws_error(
+        Ok(_) => next.run(Request::from_parts(parts, Body::from(body))).await,
+        Err(Refusal::Signature(error)) => {
+            aws_error(StatusCode::FORBIDDEN, error.code(), &error.to_string())
+        }
+        Err(refusal) => aws_error(
             StatusCode::FORBIDDEN,
             "ForbiddenException",
             &refusal.to_string(),
-        )),
+        ),
     }
 }
 

@@ -96,11 +96,9 @@ const DENIALS_KEPT: usize = 256;
 #[derive(Debug)]
 pub struct Guard {
     principals: HashMap<String, Principal>,
-    credentials: HashMap<String, Credentials>,
     denials: Mutex<VecDeque<Denial>>,
     /// The ARNs of the local account and region.
     pub arns: Arns,
-    region: String,
 }
 
 /// Why the roles cannot be enforced.
@@ -121,7 +119,6 @@ impl Guard {
         developer_key: &str,
     ) -> Result<(Self, Vec<String>), RoleError> {
         let mut principals = HashMap::new();
-        let mut credentials = HashMap::new();
         let mut notes = Vec::new();
         principals.insert(
             developer_key.to_owned(),
@@ -167,30 +164,20 @@ impl Guard {
                 }
             };
             principals.insert(
-                access_key_id.clone(),
+                access_key_id,
                 Principal {
                     function: Some(function.logical_id.clone()),
                     caller_arn,
-                    secret: secret_access_key.clone(),
+                    secret: secret_access_key,
                     policies,
                 },
             );
-            credentials.insert(
-                function.logical_id.clone(),
-                Credentials {
-                    access_key_id,
-                    secret_access_key,
-                },
-            );
         }
-        let region = arns.region.clone();
         Ok((
             Self {
                 principals,
-                credentials,
                 denials: Mutex::new(VecDeque::new()),
                 arns,
-                region,
             },
             notes,
         ))
@@ -207,8 +194,14 @@ impl Guard {
     }
 
     /// The credentials of the function `logical_id`'s processes.
-    pub fn credentials(&self, logical_id: &str) -> Option<&Credentials> {
-        self.credentials.get(logical_id)
+    pub fn credentials(&self, logical_id: &str) -> Option<Credentials> {
+        self.principals
+            .iter()
+            .find(|(_, p)| p.function.as_deref() == Some(logical_id))
+            .map(|(key, p)| Credentials {
+                access_key_id: key.clone(),
+                secret_access_key: p.secret.clone(),
+            })
     }
 
     /// Verifies the request's signature for `service`, then checks every access it asks for
@@ -220,9 +213,13 @@ impl Guard {
         service: &str,
         accesses: impl FnOnce() -> Result<Vec<Access>, ActionError>,
     ) -> Result<Caller, Refusal> {
-        let verified = sigv4::verify(request, &self.region, service, SystemTime::now(), |key| {
-            self.principals.get(key).map(|p| p.secret.clone())
-        })?;
+        let verified = sigv4::verify(
+            request,
+            &self.arns.region,
+            service,
+            SystemTime::now(),
+            |key| self.principals.get(key).map(|p| p.secret.clone()),
+        )?;
         let Some(principal) = self.principals.get(&verified.access_key_id) else {
             return Err(SignatureError::UnrecognizedClient.into());
         };

@@ -47,12 +47,13 @@ impl DynamoDbProxy {
         }
     }
 
-    /// Checks one call and, when allowed, forwards it.
+    /// Checks one call and, when allowed, forwards it (`body` is `request`'s, shared).
     pub(crate) async fn handle(
         &self,
         guard: &Guard,
         target: &str,
         request: &SignedRequest<'_>,
+        body: &Bytes,
     ) -> Response {
         let checked = guard.authorize(request, "dynamodb", || {
             actions::dynamodb(target, request.body, &guard.arns)
@@ -74,10 +75,10 @@ impl DynamoDbProxy {
             };
             return aws_json_error(CONTENT_TYPE, StatusCode::BAD_REQUEST, &error_type, &message);
         }
-        self.forward(request).await
+        self.forward(request, body.clone()).await
     }
 
-    async fn forward(&self, request: &SignedRequest<'_>) -> Response {
+    async fn forward(&self, request: &SignedRequest<'_>, body: Bytes) -> Response {
         let mut forwarded = Request::post(format!("{}/", self.endpoint));
         if let Some(headers) = forwarded.headers_mut() {
             for (name, value) in request.headers {
@@ -89,7 +90,7 @@ impl DynamoDbProxy {
                 headers.insert(header::HOST, authority.clone());
             }
         }
-        let Ok(forwarded) = forwarded.body(Full::new(Bytes::copy_from_slice(request.body))) else {
+        let Ok(forwarded) = forwarded.body(Full::new(body)) else {
             return unavailable("the request cannot be forwarded");
         };
         match tokio::time::timeout(FORWARD_TIMEOUT, self.client.request(forwarded)).await {

@@ -132,7 +132,7 @@ async fn handle(
     if target.starts_with(dynamodb::TARGET_PREFIX) {
         services
             .dynamodb
-            .handle(&services.guard, &target, &request)
+            .handle(&services.guard, &target, &request, &body)
             .await
     } else {
         secrets::handle(&services.secrets, &services.guard, &request)
