@@ -3,6 +3,9 @@
 //! with their close codes, and the @connections API through the SDK.
 
 use aws_sdk_apigatewaymanagement::error::{DisplayErrorContext, SdkError};
+use aws_sdk_apigatewaymanagement::operation::delete_connection::DeleteConnectionError;
+use aws_sdk_apigatewaymanagement::operation::get_connection::GetConnectionError;
+use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use serde_json::{json, Value};
 use tokio_tungstenite::connect_async;
@@ -204,6 +207,17 @@ fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(error: &SdkError
     format!("{}", DisplayErrorContext(error))
 }
 
+/// A call expected to answer 410: `None` when it succeeded, else whether the error is the
+/// SDK's typed GoneException, and the error as the SDK tells it.
+fn gone_outcome<T, E: std::error::Error + 'static, R: std::fmt::Debug>(
+    result: Result<T, SdkError<E, R>>,
+    is_gone: impl Fn(&E) -> bool,
+) -> Option<(bool, String)> {
+    result
+        .err()
+        .map(|e| (e.as_service_error().is_some_and(&is_gone), describe(&e)))
+}
+
 async fn connections_post_get_and_delete(target: &Target) -> Result<(), String> {
     let client = target.management();
     let mut conn = target.connect().await;
@@ -320,38 +334,12 @@ async fn connections_to_a_closed_connection_are_410(target: &Target) -> Result<(
         .connection_id(&gone)
         .data(Blob::new("{}"))
         .send()
-        .await
-        .err()
-        .map(|e| {
-            (
-                e.as_service_error().is_some_and(|e| e.is_gone_exception()),
-                describe(&e),
-            )
-        });
-    let get = client
-        .get_connection()
-        .connection_id(&gone)
-        .send()
-        .await
-        .err()
-        .map(|e| {
-            (
-                e.as_service_error().is_some_and(|e| e.is_gone_exception()),
-                describe(&e),
-            )
-        });
-    let delete = client
-        .delete_connection()
-        .connection_id(&gone)
-        .send()
-        .await
-        .err()
-        .map(|e| {
-            (
-                e.as_service_error().is_some_and(|e| e.is_gone_exception()),
-                describe(&e),
-            )
-        });
+        .await;
+    let post = gone_outcome(post, PostToConnectionError::is_gone_exception);
+    let get = client.get_connection().connection_id(&gone).send().await;
+    let get = gone_outcome(get, GetConnectionError::is_gone_exception);
+    let delete = client.delete_connection().connection_id(&gone).send().await;
+    let delete = gone_outcome(delete, DeleteConnectionError::is_gone_exception);
     for (call, outcome) in [("POST", post), ("GET", get), ("DELETE", delete)] {
         match outcome {
             Some((true, _)) => {}
