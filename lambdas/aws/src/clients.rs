@@ -115,6 +115,11 @@ pub fn dynamodb(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(config)
 }
 
+/// An SQS client (`AWS_ENDPOINT_URL_SQS` points it at the local gateway).
+pub fn sqs(config: &SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(config)
+}
+
 /// An @connections client for `callback_url`. Retries are off here: the fan-out retries
 /// throttles itself with jitter, and a timed-out post must not be sent twice.
 pub fn management(

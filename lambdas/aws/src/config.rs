@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use realtime_core::fanout::FanoutPolicy;
+use realtime_core::queued::QueuedSettings;
 use realtime_core::rate::RatePolicy;
+use realtime_core::shards::RoomShards;
 use realtime_core::Settings;
 
 /// A variable is missing or unusable. The message names the variable.
@@ -37,6 +39,20 @@ pub struct StoreConfig {
     pub settings: Settings,
     /// `SDK_TIMEOUT_MS` (default 3000): the limit on every AWS call.
     pub sdk_timeout: Duration,
+    /// `ROOM_SHARDS` (default `lobby=8`): how rooms' memberships are spread over keys.
+    pub room_shards: RoomShards,
+}
+
+/// The queued fan-out tier: where large rooms' jobs go (message and fan-out handlers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueConfig {
+    /// `FANOUT_QUEUE_URL`: the SQS queue of delivery jobs.
+    pub queue_url: String,
+    /// `QUEUED_FANOUT_ABOVE` (default 1000): rooms with more members go through the queue.
+    pub above: usize,
+    /// `FANOUT_POSTS_PER_SECOND` (default 500) and the store's fan-out policy: how one
+    /// fan-out process posts.
+    pub settings: QueuedSettings,
 }
 
 /// How to reach clients (the message handler only).
@@ -94,6 +110,17 @@ impl StoreConfig {
             3600,
         )?;
         let sdk_timeout = Duration::from_millis(timeout_ms as u64);
+        // Set but empty means no room is sharded (the stage said so); unset, the default.
+        let room_shards = match lookup("ROOM_SHARDS") {
+            Some(spec) => {
+                RoomShards::parse(&spec).map_err(|_| ConfigError::Invalid {
+                    name: "ROOM_SHARDS",
+                    value: spec,
+                    expected: "room=count pairs separated by commas, a room name or a prefix ending in `*`, counts 1 to 1000 (e.g. lobby=8,live-*=64)",
+                })?
+            }
+            _ => RoomShards::default(),
+        };
         Ok(Self {
             connections_table: required(&lookup, "CONNECTIONS_TABLE")?,
             audit_table: required(&lookup, "AUDIT_TABLE")?,
@@ -115,7 +142,45 @@ impl StoreConfig {
                 new_connection_grace: chrono::Duration::seconds(grace_seconds),
             },
             sdk_timeout,
+            room_shards,
         })
+    }
+}
+
+impl QueueConfig {
+    /// Reads the process environment: `None` when `FANOUT_QUEUE_URL` is not set (every room
+    /// is then delivered by the message handler).
+    pub fn from_env(store: &StoreConfig) -> Result<Option<Self>, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok(), store)
+    }
+
+    /// Reads variables through `lookup`.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        store: &StoreConfig,
+    ) -> Result<Option<Self>, ConfigError> {
+        let Ok(queue_url) = required(&lookup, "FANOUT_QUEUE_URL") else {
+            return Ok(None);
+        };
+        let defaults = QueuedSettings::default();
+        let above = optional_number(&lookup, "QUEUED_FANOUT_ABOVE", 1000, 1, 10_000_000)?;
+        let per_second = optional_number(
+            &lookup,
+            "FANOUT_POSTS_PER_SECOND",
+            i64::from(defaults.posts_per_second),
+            1,
+            100_000,
+        )?;
+        Ok(Some(Self {
+            queue_url,
+            above: above as usize,
+            settings: QueuedSettings {
+                posts_per_second: per_second as u32,
+                new_connection_grace: store.settings.new_connection_grace,
+                fanout: store.settings.fanout,
+                ..defaults
+            },
+        }))
     }
 }
 
@@ -217,6 +282,8 @@ fn bounds_text(name: &str) -> &'static str {
         "RATE_LIMIT_BURST" => "a whole number from 1 to 1000",
         "MAX_ROOMS_PER_CONNECTION" => "a whole number from 1 to 500",
         "NEW_CONNECTION_GRACE_SECONDS" => "a whole number of seconds from 0 to 3600",
+        "QUEUED_FANOUT_ABOVE" => "a whole number of members from 1 to 10000000",
+        "FANOUT_POSTS_PER_SECOND" => "a whole number of posts a second from 1 to 100000",
         _ => "a whole number in range",
     }
 }
@@ -260,6 +327,49 @@ mod tests {
             Duration::from_millis(3500),
             "the SDK timeout and half a second"
         );
+    }
+
+    #[test]
+    fn reads_room_shards_and_the_queued_tier() {
+        let store = StoreConfig::from_lookup(env(BASE)).expect("valid");
+        assert_eq!(store.room_shards, RoomShards::default());
+        let mut unsharded = BASE.to_vec();
+        unsharded.push(("ROOM_SHARDS", ""));
+        let store_unsharded = StoreConfig::from_lookup(env(&unsharded)).expect("valid");
+        assert_eq!(store_unsharded.room_shards, RoomShards::single());
+        assert_eq!(
+            QueueConfig::from_lookup(env(BASE), &store).expect("valid"),
+            None
+        );
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("ROOM_SHARDS", "lobby=16,live-*=64"),
+            ("FANOUT_QUEUE_URL", "http://127.0.0.1:1/000000000000/q"),
+            ("QUEUED_FANOUT_ABOVE", "200"),
+            ("FANOUT_POSTS_PER_SECOND", "250"),
+        ]);
+        let store = StoreConfig::from_lookup(env(&pairs)).expect("valid");
+        assert_eq!(store.room_shards.to_string(), "lobby=16,live-*=64");
+        let queue = QueueConfig::from_lookup(env(&pairs), &store)
+            .expect("valid")
+            .expect("a queue");
+        assert_eq!(queue.queue_url, "http://127.0.0.1:1/000000000000/q");
+        assert_eq!(queue.above, 200);
+        assert_eq!(queue.settings.posts_per_second, 250);
+        assert_eq!(queue.settings.fanout, store.settings.fanout);
+        for (name, bad) in [
+            ("ROOM_SHARDS", "lobby"),
+            ("QUEUED_FANOUT_ABOVE", "0"),
+            ("FANOUT_POSTS_PER_SECOND", "many"),
+        ] {
+            let mut pairs = pairs.clone();
+            pairs.retain(|(n, _)| *n != name);
+            pairs.push((name, bad));
+            let err = StoreConfig::from_lookup(env(&pairs))
+                .and_then(|store| QueueConfig::from_lookup(env(&pairs), &store))
+                .expect_err(bad);
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@ use std::future::Future;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Diagnostic, LambdaEvent};
+use realtime_core::queued::{FanoutJob, QueuedFanout};
 use realtime_core::{AppError, Caller, ConnectionId, Deadline, Messaging, Ports};
 use tracing::Instrument;
 
@@ -148,6 +150,41 @@ pub async fn message(
         Ok(ok(Some(outcome.frame())))
     })
     .await
+}
+
+/// A batch of queued fan-out jobs, one per SQS record, worked concurrently. A record whose
+/// job failed before posting anything, or that is not a job, is reported as a batch item
+/// failure: the queue delivers it again, and after its last attempt keeps it in the
+/// dead-letter queue. Nothing that posted is reported: the members got it.
+pub async fn fanout(
+    queued: &QueuedFanout,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, HandlerError> {
+    let deadline = deadline(event.context.deadline);
+    let records = &event.payload.records;
+    let failures = futures::future::join_all(records.iter().map(|record| async move {
+        let id = record.message_id.clone().unwrap_or_default();
+        let job: FanoutJob = match serde_json::from_str(record.body.as_deref().unwrap_or("")) {
+            Ok(job) => job,
+            Err(error) => {
+                tracing::error!(message = %id, %error, "the record is not a fan-out job");
+                return Some(id);
+            }
+        };
+        match queued.run(&job, deadline).await {
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(message = %id, job = %job.key(), %error, "fan-out job failed before posting: the queue retries it");
+                Some(id)
+            }
+        }
+    }))
+    .await;
+    let mut response = SqsBatchResponse::default();
+    for id in failures.into_iter().flatten() {
+        response.add_failure(id);
+    }
+    Ok(response)
 }
 
 /// Prints the outcome's EMF line, if it has one, on stdout beside the logs (one write).

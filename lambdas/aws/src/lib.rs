@@ -7,13 +7,15 @@ pub mod dynamodb;
 pub mod handlers;
 pub mod metrics;
 pub mod notifier;
+pub mod queue;
 
 use std::sync::Arc;
 
 use realtime_core::ports::{RandomIds, SystemClock};
+use realtime_core::queued::QueuedFanout;
 use realtime_core::{Messaging, Ports};
 
-pub use config::{ConfigError, NotifierConfig, StoreConfig};
+pub use config::{ConfigError, NotifierConfig, QueueConfig, StoreConfig};
 
 /// Sets up `tracing` the Lambda way: JSON lines (the stack sets Lambda's JSON log format, and
 /// the local gateway follows the template; one formatter keeps the binary small), levels from
@@ -55,10 +57,7 @@ pub async fn ports_from_env() -> Result<Ports, ConfigError> {
 
 /// The ports over a DynamoDB client.
 pub fn ports(config: &StoreConfig, client: aws_sdk_dynamodb::Client) -> Ports {
-    let store = Arc::new(
-        dynamodb::DynamoStore::new(client.clone(), &config.connections_table)
-            .with_retry_budget(config.sdk_timeout),
-    );
+    let store = Arc::new(store(config, client.clone()));
     Ports {
         store: store.clone(),
         rates: store,
@@ -69,16 +68,65 @@ pub fn ports(config: &StoreConfig, client: aws_sdk_dynamodb::Client) -> Ports {
     }
 }
 
-/// The message use cases over DynamoDB and the @connections API, from the environment.
+/// The connections store over a DynamoDB client, sharded and retrying as configured.
+fn store(config: &StoreConfig, client: aws_sdk_dynamodb::Client) -> dynamodb::DynamoStore {
+    dynamodb::DynamoStore::new(client, &config.connections_table)
+        .with_retry_budget(config.sdk_timeout)
+        .with_shards(config.room_shards.clone())
+}
+
+/// The message use cases over DynamoDB, the @connections API and, when `FANOUT_QUEUE_URL` is
+/// set, the queued tier's SQS queue, from the environment.
 pub async fn messaging_from_env() -> Result<Messaging, ConfigError> {
-    let store = StoreConfig::from_env()
-        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
-    let notifier = NotifierConfig::from_env()
-        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let (store, notifier, queue) = handler_config()?;
     let sdk = clients::sdk_config(store.sdk_timeout);
     let management = clients::management(&sdk, &notifier.callback_url, store.sdk_timeout);
-    Ok(Messaging::new(
+    let messaging = Messaging::new(
         ports(&store, clients::dynamodb(&sdk)),
         Arc::new(notifier::ApiGatewayNotifier::new(management)),
+    );
+    Ok(match queue {
+        Some(queue) => messaging.with_queue(
+            Arc::new(queue::SqsQueue::new(
+                clients::sqs(&sdk),
+                &queue.queue_url,
+                store.sdk_timeout,
+            )),
+            queue.above,
+        ),
+        None => messaging,
+    })
+}
+
+/// The queued fan-out use case over DynamoDB, SQS and the @connections API, from the
+/// environment (`FANOUT_QUEUE_URL` required).
+pub async fn queued_fanout_from_env() -> Result<QueuedFanout, ConfigError> {
+    let (store, notifier, queue) = handler_config()?;
+    let queue = queue.ok_or(ConfigError::Missing("FANOUT_QUEUE_URL"))?;
+    let sdk = clients::sdk_config(store.sdk_timeout);
+    let management = clients::management(&sdk, &notifier.callback_url, store.sdk_timeout);
+    let connections = Arc::new(self::store(&store, clients::dynamodb(&sdk)));
+    Ok(QueuedFanout::new(
+        connections.clone(),
+        connections,
+        Arc::new(queue::SqsQueue::new(
+            clients::sqs(&sdk),
+            &queue.queue_url,
+            store.sdk_timeout,
+        )),
+        Arc::new(notifier::ApiGatewayNotifier::new(management)),
+        Arc::new(SystemClock),
+        queue.settings,
     ))
+}
+
+/// The configuration a handler that posts needs, each error logged.
+fn handler_config() -> Result<(StoreConfig, NotifierConfig, Option<QueueConfig>), ConfigError> {
+    let read = || {
+        let store = StoreConfig::from_env()?;
+        let notifier = NotifierConfig::from_env()?;
+        let queue = QueueConfig::from_env(&store)?;
+        Ok((store, notifier, queue))
+    };
+    read().inspect_err(|e: &ConfigError| tracing::error!(error = %e, "bad configuration"))
 }

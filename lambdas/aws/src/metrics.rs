@@ -26,8 +26,9 @@ pub fn message_metrics(function: &str, outcome: &Outcome, timestamp_ms: i64) -> 
             ("FanoutDelivered", report.delivered),
             ("FanoutGone", report.gone.len()),
             ("FanoutSkipped", report.skipped.len()),
+            ("FanoutThrottled", report.throttled.len()),
             ("FanoutFailed", report.failed.len()),
-            ("FanoutNotAttempted", report.not_attempted),
+            ("FanoutNotAttempted", report.not_attempted.len()),
         ]);
     }
     if counts.is_empty() {
@@ -92,7 +93,7 @@ mod tests {
         let report = FanoutReport {
             delivered: 7,
             gone: vec![ConnectionId::from("g")],
-            not_attempted: 2,
+            not_attempted: vec![ConnectionId::from("n1"), ConnectionId::from("n2")],
             ..FanoutReport::default()
         };
         let fanned = outcome(Reply::Pong, Some(report));
@@ -106,7 +107,7 @@ mod tests {
             value["_aws"]["CloudWatchMetrics"][0]["Metrics"]
                 .as_array()
                 .map(Vec::len),
-            Some(5)
+            Some(6)
         );
         let limited = outcome(Reply::error(&ClientError::rate_limited(100), "r"), None);
         let value: Value =

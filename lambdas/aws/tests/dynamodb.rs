@@ -394,3 +394,142 @@ async fn rate_state_is_replaced_only_from_what_was_read() {
     store.forget(&a).await.expect("forget");
     assert_eq!(store.rate_state(&a).await.expect("read"), None);
 }
+
+/// The distinct partition keys holding a room's members, and how many items each holds.
+async fn room_partitions(
+    db: &support::Db,
+    table: &str,
+    room: &Room,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut partitions = std::collections::BTreeMap::new();
+    let prefix = format!("ROOM#{room}");
+    // A test-only scan of a small table: the code under test never scans.
+    let items = db
+        .client
+        .scan()
+        .table_name(table)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("scan");
+    for item in items {
+        let pk = item
+            .get("pk")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default();
+        if pk == prefix || pk.starts_with(&format!("{prefix}#")) {
+            *partitions.entry(pk).or_insert(0) += 1;
+        }
+    }
+    partitions
+}
+
+#[tokio::test]
+async fn a_sharded_room_spreads_members_over_keys_and_reads_them_all_back() {
+    let db = support::db().await;
+    let table = support::table(&db.client, "connections").await;
+    let shards = realtime_core::shards::RoomShards::parse("lobby=8").expect("spec");
+    let store = DynamoStore::new(db.client.clone(), &table).with_shards(shards);
+    let lobby = Room::lobby();
+    let ids: Vec<ConnectionId> = (0..400).map(|i| id(&format!("Conn{i:04}Id="))).collect();
+    let connections: Vec<Connection> = ids
+        .iter()
+        .map(|each| connection(each.as_str(), None))
+        .collect();
+    futures::future::try_join_all(connections.iter().map(|each| store.add(each, &lobby)))
+        .await
+        .expect("add");
+
+    let partitions = room_partitions(&db, &table, &lobby).await;
+    assert_eq!(partitions.len(), 8, "{partitions:?}");
+    assert!(
+        partitions.contains_key("ROOM#lobby"),
+        "shard 0 is the room's own key"
+    );
+    // An even hash: no shard holds more than about twice its share of 50.
+    assert!(
+        partitions.values().all(|n| (20..=100).contains(n)),
+        "{partitions:?}"
+    );
+
+    let mut members = store.members(&lobby, now()).await.expect("members");
+    members.sort();
+    assert_eq!(members, ids);
+
+    // Bounded reads: over the bound says so, at or under it reads all.
+    let over = store.members_up_to(&lobby, now(), 100).await.expect("read");
+    assert!(!over.complete);
+    assert_eq!(over.ids.len(), 100);
+    let all = store.members_up_to(&lobby, now(), 400).await.expect("read");
+    assert!(all.complete);
+    assert_eq!(all.ids.len(), 400);
+
+    // Pages of each shard, in turn, give every member exactly once.
+    let mut paged = Vec::new();
+    for shard in 0..store.shards(&lobby) {
+        let mut after: Option<ConnectionId> = None;
+        loop {
+            let page = store
+                .member_page(&lobby, shard, now(), after.as_ref(), 16)
+                .await
+                .expect("page");
+            assert!(page.ids.len() <= 16);
+            paged.extend(page.ids);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    paged.sort();
+    assert_eq!(paged, ids);
+}
+
+#[tokio::test]
+async fn leaving_and_forgetting_find_the_shard_even_after_the_count_grew() {
+    let db = support::db().await;
+    let table = support::table(&db.client, "connections").await;
+    let parse = |spec: &str| realtime_core::shards::RoomShards::parse(spec).expect("spec");
+    let before = DynamoStore::new(db.client.clone(), &table).with_shards(parse("big=4"));
+    let after = DynamoStore::new(db.client.clone(), &table).with_shards(parse("big=16"));
+    let big = room("big");
+    let ids: Vec<ConnectionId> = (0..40).map(|i| id(&format!("Member{i:02}="))).collect();
+    for each in &ids {
+        before
+            .add(&connection(each.as_str(), None), &Room::lobby())
+            .await
+            .expect("add");
+        before
+            .join(each, &big, now() + Duration::hours(3))
+            .await
+            .expect("join");
+    }
+    // Joined under 4 shards, read under 16: all found.
+    assert_eq!(after.members(&big, now()).await.expect("members").len(), 40);
+    // Leaving and forgetting under 16 remove the items written under 4.
+    for each in &ids[..20] {
+        after.leave(each, &big).await.expect("leave");
+    }
+    for each in &ids[20..] {
+        after.forget(each).await.expect("forget");
+    }
+    assert!(after
+        .members(&big, now())
+        .await
+        .expect("members")
+        .is_empty());
+    assert!(room_partitions(&db, &table, &big).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_job_is_claimed_once() {
+    use realtime_core::ports::JobLedger;
+    let (_db, store) = store().await;
+    let expires = now() + Duration::hours(1);
+    assert!(store.claim("m1#lobby#0#", expires).await.expect("claim"));
+    assert!(!store.claim("m1#lobby#0#", expires).await.expect("claim"));
+    assert!(store.claim("m1#lobby#1#", expires).await.expect("claim"));
+}

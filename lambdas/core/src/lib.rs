@@ -11,8 +11,10 @@ pub mod messaging;
 pub mod model;
 pub mod ports;
 pub mod protocol;
+pub mod queued;
 pub mod random;
 pub mod rate;
+pub mod shards;
 
 pub use app::{AppError, Ports, Settings};
 pub use deadline::Deadline;

@@ -13,8 +13,11 @@ use crate::model::{
     AuditEntry, AuditEvent, ChatMessage, Connection, ConnectionId, HistoryPage, MessageId, Room,
 };
 use crate::ports::{
-    AuditLog, Clock, ConnectionStore, IdSource, Notifier, NotifyError, RateStore, StoreError,
+    AuditLog, Clock, ConnectionStore, FanoutQueue, IdSource, JobLedger, MemberPage, Notifier,
+    NotifyError, QueueError, RateStore, StoreError,
 };
+use crate::queued::FanoutJob;
+use crate::shards::RoomShards;
 
 fn poisoned(operation: &'static str) -> StoreError {
     StoreError::new(operation, "in-memory store lock poisoned")
@@ -31,6 +34,8 @@ pub struct MemoryStore {
     pub members_lag: AtomicUsize,
     /// Calls of `members`: reads of a whole room.
     pub members_reads: AtomicUsize,
+    /// How rooms are sharded (for `member_page`); the stage default unless replaced.
+    pub shards: RoomShards,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +61,14 @@ impl MemoryStore {
         self.inner.lock().map_err(|_| poisoned(operation))
     }
 
+    /// An empty store whose rooms are sharded by `shards`.
+    pub fn sharded(shards: RoomShards) -> Self {
+        Self {
+            shards,
+            ..Self::default()
+        }
+    }
+
     /// The stored connection, if any.
     pub fn connection(&self, id: &ConnectionId) -> Option<Connection> {
         self.inner.lock().ok()?.connections.get(id).cloned()
@@ -64,6 +77,41 @@ impl MemoryStore {
 
 #[async_trait]
 impl ConnectionStore for MemoryStore {
+    fn shards(&self, room: &Room) -> u32 {
+        self.shards.count(room)
+    }
+
+    async fn member_page(
+        &self,
+        room: &Room,
+        shard: u32,
+        now: DateTime<Utc>,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<MemberPage, StoreError> {
+        let state = self.state("member_page")?;
+        let Some(members) = state.rooms.get(room) else {
+            return Ok(MemberPage::default());
+        };
+        // As DynamoDB does: the limit counts members read, before expired ones are dropped,
+        // and a full page says where the next starts, even if that one is empty.
+        let read: Vec<(&ConnectionId, &DateTime<Utc>)> = members
+            .iter()
+            .filter(|(id, _)| after.is_none_or(|after| *id > after))
+            .filter(|(id, _)| self.shards.shard_of(room, id) == shard)
+            .take(limit)
+            .collect();
+        let next = (read.len() == limit)
+            .then(|| read.last().map(|(id, _)| (*id).clone()))
+            .flatten();
+        let ids = read
+            .into_iter()
+            .filter(|(_, expires)| **expires > now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        Ok(MemberPage { ids, next })
+    }
+
     async fn add(&self, connection: &Connection, lobby: &Room) -> Result<(), StoreError> {
         let mut state = self.state("add")?;
         state
@@ -381,5 +429,62 @@ impl SequentialIds {
 impl IdSource for SequentialIds {
     fn next_id(&self, now: DateTime<Utc>) -> MessageId {
         Self::nth(now, self.0.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+}
+
+/// Claims in a set.
+#[derive(Debug, Default)]
+pub struct MemoryLedger {
+    claims: Mutex<HashSet<String>>,
+}
+
+#[async_trait]
+impl JobLedger for MemoryLedger {
+    async fn claim(&self, key: &str, _expires_at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut claims = self.claims.lock().map_err(|_| poisoned("claim"))?;
+        Ok(claims.insert(key.to_owned()))
+    }
+}
+
+/// A queue that keeps what was enqueued, for tests to work through by hand.
+#[derive(Debug, Default)]
+pub struct MemoryQueue {
+    jobs: Mutex<Vec<(FanoutJob, Duration)>>,
+    /// When set, every enqueue fails.
+    pub fail: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryQueue {
+    /// Takes every job enqueued so far, with its delay.
+    pub fn take(&self) -> Vec<(FanoutJob, Duration)> {
+        self.jobs
+            .lock()
+            .map(|mut jobs| std::mem::take(&mut *jobs))
+            .unwrap_or_default()
+    }
+
+    /// Puts jobs back, as the queue does with a message whose processing failed.
+    pub fn put_back(&self, jobs: Vec<(FanoutJob, Duration)>) {
+        if let Ok(mut queued) = self.jobs.lock() {
+            queued.extend(jobs);
+        }
+    }
+}
+
+#[async_trait]
+impl FanoutQueue for MemoryQueue {
+    async fn enqueue(&self, jobs: &[FanoutJob], delay: Duration) -> Result<(), QueueError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(QueueError {
+                jobs: jobs.len(),
+                source: "queue unavailable (test switch)".into(),
+            });
+        }
+        let mut queued = self.jobs.lock().map_err(|_| QueueError {
+            jobs: jobs.len(),
+            source: "in-memory queue lock poisoned".into(),
+        })?;
+        queued.extend(jobs.iter().map(|job| (job.clone(), delay)));
+        Ok(())
     }
 }

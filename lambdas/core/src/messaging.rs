@@ -4,15 +4,15 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration};
-use futures::stream::{self, StreamExt};
 
 use crate::app::{AppError, Ports};
 use crate::deadline::Deadline;
 use crate::error::{ClientError, ErrorCode};
 use crate::fanout::{self, FanoutPolicy, FanoutReport};
 use crate::model::{AuditEvent, Caller, ConnectionId, HistoryPage, Room};
-use crate::ports::{Notifier, NotifyError};
+use crate::ports::{FanoutQueue, Notifier, NotifyError};
 use crate::protocol::{self, Action, Command, Parsed, Reply, MAX_FRAME_BYTES, MAX_REF_CHARS};
+use crate::queued::FanoutJob;
 
 /// Attempts to take a rate-limit token when concurrent requests of the same connection keep
 /// winning the compare-and-set.
@@ -78,12 +78,32 @@ impl From<Reply> for Done {
 pub struct Messaging {
     ports: Ports,
     notifier: Arc<dyn Notifier>,
+    queued: Option<QueuedTier>,
+}
+
+/// Where large rooms' deliveries go, and from what size.
+#[derive(Clone)]
+struct QueuedTier {
+    queue: Arc<dyn FanoutQueue>,
+    above: usize,
 }
 
 impl Messaging {
-    /// The message use cases over the given adapters and notifier.
+    /// The message use cases over the given adapters and notifier; every room is delivered
+    /// within the sender's invocation.
     pub fn new(ports: Ports, notifier: Arc<dyn Notifier>) -> Self {
-        Self { ports, notifier }
+        Self {
+            ports,
+            notifier,
+            queued: None,
+        }
+    }
+
+    /// Rooms of more than `above` members are delivered through `queue` (the queued tier)
+    /// instead: the sender's ack then says `queued`.
+    pub fn with_queue(mut self, queue: Arc<dyn FanoutQueue>, above: usize) -> Self {
+        self.queued = Some(QueuedTier { queue, above });
+        self
     }
 
     /// The adapters, for `$connect` and `$disconnect` in the same process (the local gateway).
@@ -290,22 +310,22 @@ impl Messaging {
             )
             .into());
         }
-        let mut members = ports.store.members(&room, now).await?;
+        // With a queued tier, no more members are read than it takes to choose the tier.
+        let above = self.queued.as_ref().map_or(usize::MAX, |tier| tier.above);
+        let read = ports.store.members_up_to(&room, now, above).await?;
+        if let (false, Some(tier)) = (read.complete, &self.queued) {
+            return self
+                .send_queued(caller, room, text, size, deadline, tier)
+                .await;
+        }
+        let mut members = read.ids;
         // The room's read may lag the caller's own join: the sender always gets its copy.
         if !members.contains(&caller.connection_id) {
             members.push(caller.connection_id.clone());
         }
-        refuse_if_out_of_time(deadline, ports.settings.fanout)?;
-        let message = ports.message(caller, Some(room.clone()), text, false);
-        let entry = ports.entry_at(
-            message.sent_at,
-            caller,
-            Action::SendMessage.name(),
-            size,
-            AuditEvent::Message(message.clone()),
-        );
-        // Recorded before delivery: a message someone saw is always in the history.
-        ports.audit.record(&entry).await?;
+        let message = self
+            .record_room_message(caller, &room, text, size, deadline)
+            .await?;
         let frame = Reply::Message(message.clone()).to_bytes();
         let policy = ports.settings.fanout;
         let mut report =
@@ -319,13 +339,14 @@ impl Messaging {
             delivered = report.delivered,
             gone = report.gone.len(),
             skipped = report.skipped.len(),
+            throttled = report.throttled.len(),
             failed = report.failed.len(),
-            not_attempted = report.not_attempted,
+            not_attempted = report.not_attempted.len(),
             "fan-out done"
         );
-        if report.not_attempted > 0 {
+        if !report.not_attempted.is_empty() {
             tracing::warn!(
-                not_attempted = report.not_attempted,
+                not_attempted = report.not_attempted.len(),
                 "the invocation's deadline came before every member was posted to"
             );
         }
@@ -335,9 +356,71 @@ impl Messaging {
                 to: None,
                 id: message.id,
                 sent_at: message.sent_at,
+                queued: false,
             },
             fanout: Some(report),
         })
+    }
+
+    /// A room message accepted now, recorded before any delivery (a message someone saw is
+    /// always in the history), unless the invocation has no time left to deliver it.
+    async fn record_room_message(
+        &self,
+        caller: &Caller,
+        room: &Room,
+        text: String,
+        size: usize,
+        deadline: Deadline,
+    ) -> Result<crate::model::ChatMessage, AppError> {
+        let ports = &self.ports;
+        refuse_if_out_of_time(deadline, ports.settings.fanout)?;
+        let message = ports.message(caller, Some(room.clone()), text, false);
+        let entry = ports.entry_at(
+            message.sent_at,
+            caller,
+            Action::SendMessage.name(),
+            size,
+            AuditEvent::Message(message.clone()),
+        );
+        ports.audit.record(&entry).await?;
+        Ok(message)
+    }
+
+    /// `sendmessage` to a room above the threshold: record it, enqueue one job per shard,
+    /// ack it as queued.
+    async fn send_queued(
+        &self,
+        caller: &Caller,
+        room: Room,
+        text: String,
+        size: usize,
+        deadline: Deadline,
+        tier: &QueuedTier,
+    ) -> Result<Done, AppError> {
+        let ports = &self.ports;
+        let message = self
+            .record_room_message(caller, &room, text, size, deadline)
+            .await?;
+        let frame = Reply::Message(message.clone()).to_json(None);
+        let shards = ports.store.shards(&room);
+        let jobs = FanoutJob::for_message(&message.id, &room, &frame, shards);
+        if let Err(error) = tier.queue.enqueue(&jobs, std::time::Duration::ZERO).await {
+            tracing::error!(room = %room, %error, "the message could not be queued for delivery");
+            return Err(ClientError::new(
+                ErrorCode::Internal,
+                "the message is in the room's history but could not be queued for delivery; quote the requestId when reporting it",
+            )
+            .into());
+        }
+        tracing::info!(room = %room, shards, "fan-out queued");
+        Ok(Reply::Sent {
+            room: Some(room),
+            to: None,
+            id: message.id,
+            sent_at: message.sent_at,
+            queued: true,
+        }
+        .into())
     }
 
     /// `whisper`: record it, deliver it to its one target.
@@ -366,6 +449,7 @@ impl Messaging {
                 to: Some(to),
                 id: message.id,
                 sent_at: message.sent_at,
+                queued: false,
             }
             .into()),
             Err(NotifyError::Gone) => {
@@ -387,9 +471,8 @@ impl Messaging {
         }
     }
 
-    /// Deletes the records of connections the @connections API called gone, except those
-    /// registered within the grace period (still connecting) and those the deadline leaves no
-    /// time for: returns the forgotten ones and the skipped ones.
+    /// Deletes the records of connections the @connections API called gone (see
+    /// [`fanout::forget_gone`]).
     async fn forget_gone(
         &self,
         gone: Vec<ConnectionId>,
@@ -397,28 +480,14 @@ impl Messaging {
     ) -> (Vec<ConnectionId>, Vec<ConnectionId>) {
         let ports = &self.ports;
         let registered_before = ports.clock.now() - ports.settings.new_connection_grace;
-        let margin = ports.settings.fanout.deadline_margin;
-        let store = &ports.store;
-        let results: Vec<(ConnectionId, bool)> = stream::iter(gone)
-            .map(|id| async move {
-                if deadline.is_within(margin) {
-                    return (id, false);
-                }
-                match store.forget_stale(&id, registered_before).await {
-                    Ok(forgotten) => (id, forgotten),
-                    Err(error) => {
-                        tracing::warn!(connection = %id, %error, "could not forget a gone connection");
-                        (id, false)
-                    }
-                }
-            })
-            .buffer_unordered(ports.settings.fanout.concurrency.max(1))
-            .collect()
-            .await;
-        let (forgotten, skipped): (Vec<_>, Vec<_>) =
-            results.into_iter().partition(|(_, forgotten)| *forgotten);
-        let ids = |pairs: Vec<(ConnectionId, bool)>| pairs.into_iter().map(|(id, _)| id).collect();
-        (ids(forgotten), ids(skipped))
+        fanout::forget_gone(
+            ports.store.as_ref(),
+            gone,
+            registered_before,
+            ports.settings.fanout,
+            deadline,
+        )
+        .await
     }
 }
 

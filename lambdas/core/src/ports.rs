@@ -32,9 +32,32 @@ impl StoreError {
     }
 }
 
+/// Up to a bound of a room's members, and whether that was all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Members {
+    /// The members read (at most the bound, or all of them).
+    pub ids: Vec<ConnectionId>,
+    /// False when the room has more members than the bound: the rest were not read.
+    pub complete: bool,
+}
+
+/// One page of one shard of a room's members, in key order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberPage {
+    /// The members on this page.
+    pub ids: Vec<ConnectionId>,
+    /// Where the next page starts (after this member), when there may be one.
+    pub next: Option<ConnectionId>,
+}
+
 /// Connections and their room memberships.
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
+    /// How many shards (partition keys) the room's membership is spread over; pages of
+    /// [`ConnectionStore::member_page`] are per shard.
+    fn shards(&self, _room: &Room) -> u32 {
+        1
+    }
     /// Records a new connection and its membership of `lobby`, all or nothing.
     async fn add(&self, connection: &Connection, lobby: &Room) -> Result<(), StoreError>;
     /// Makes the connection a member of the room (idempotent).
@@ -61,6 +84,29 @@ pub trait ConnectionStore: Send + Sync {
         room: &Room,
         now: DateTime<Utc>,
     ) -> Result<Vec<ConnectionId>, StoreError>;
+    /// The live members of a room, reading no more than `max` of them (plus one, to know
+    /// there are more), eventually consistent like [`ConnectionStore::members`].
+    async fn members_up_to(
+        &self,
+        room: &Room,
+        now: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Members, StoreError> {
+        let mut ids = self.members(room, now).await?;
+        let complete = ids.len() <= max;
+        ids.truncate(max);
+        Ok(Members { ids, complete })
+    }
+    /// Up to `limit` live members of one shard of a room, after the member `after` (a page
+    /// boundary from [`MemberPage::next`]), eventually consistent.
+    async fn member_page(
+        &self,
+        room: &Room,
+        shard: u32,
+        now: DateTime<Utc>,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<MemberPage, StoreError>;
     /// The rooms a connection is a live member of, sorted by name, read consistently.
     async fn rooms_of(
         &self,
@@ -94,6 +140,36 @@ pub trait RateStore: Send + Sync {
         next: i64,
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+}
+
+/// Claims of queued fan-out jobs: each job is worked at most once, however often the queue
+/// delivers it, so that no member gets a message twice.
+#[async_trait]
+pub trait JobLedger: Send + Sync {
+    /// Records the claim of `key`; false when it was claimed before (a redelivery or a copy).
+    async fn claim(&self, key: &str, expires_at: DateTime<Utc>) -> Result<bool, StoreError>;
+}
+
+/// A queue call failed.
+#[derive(Debug, thiserror::Error)]
+#[error("enqueueing {jobs} fan-out job(s) failed: {source}")]
+pub struct QueueError {
+    /// How many jobs were not enqueued.
+    pub jobs: usize,
+    /// The adapter's error.
+    #[source]
+    pub source: BoxError,
+}
+
+/// The queue of the fan-out tier (SQS on AWS): delivery jobs for large rooms.
+#[async_trait]
+pub trait FanoutQueue: Send + Sync {
+    /// Enqueues every job, each after `delay`, or fails naming how many were not enqueued.
+    async fn enqueue(
+        &self,
+        jobs: &[crate::queued::FanoutJob],
+        delay: std::time::Duration,
+    ) -> Result<(), QueueError>;
 }
 
 /// The audit log: every connect, disconnect and state-changing message.

@@ -361,6 +361,10 @@ pub enum Reply {
         /// When the message was accepted.
         #[serde(rename = "sentAt", serialize_with = "serialize_iso8601")]
         sent_at: DateTime<Utc>,
+        /// True when a large room's delivery was handed to the queued tier: accepted and
+        /// queued, delivered within seconds. Absent for rooms delivered before the reply.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        queued: bool,
     },
     /// A chat message, to a room or direct.
     Message(ChatMessage),

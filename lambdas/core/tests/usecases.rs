@@ -623,13 +623,14 @@ async fn fanout_stops_before_the_deadline_and_still_answers_the_sender() {
     let report = outcome.fanout.expect("fanned out");
     println!(
         "deadline: {} delivered, {} not attempted",
-        report.delivered, report.not_attempted
+        report.delivered,
+        report.not_attempted.len()
     );
     assert!(
-        report.delivered > 0 && report.not_attempted > 0,
+        report.delivered > 0 && !report.not_attempted.is_empty(),
         "{report:?}"
     );
-    assert_eq!(report.delivered + report.not_attempted, 1000);
+    assert_eq!(report.delivered + report.not_attempted.len(), 1000);
     assert_eq!(w.notifier.delivered(), report.delivered);
 }
 

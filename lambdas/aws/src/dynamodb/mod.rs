@@ -44,13 +44,13 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(25);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Full-jitter backoff until a deadline: how long to keep retrying what DynamoDB throttled.
-pub(super) struct Backoff {
+pub(crate) struct Backoff {
     until: Instant,
     retry: u32,
 }
 
 impl Backoff {
-    pub(super) fn new(budget: Duration) -> Self {
+    pub(crate) fn new(budget: Duration) -> Self {
         Self {
             until: Instant::now() + budget,
             retry: 0,
@@ -59,7 +59,7 @@ impl Backoff {
 
     /// Sleeps before the next attempt; false (without sleeping) when it would end past the
     /// deadline.
-    pub(super) async fn wait(&mut self) -> bool {
+    pub(crate) async fn wait(&mut self) -> bool {
         self.retry += 1;
         let pause = realtime_core::random::full_jitter(FIRST_BACKOFF, MAX_BACKOFF, self.retry);
         if Instant::now() + pause >= self.until {
