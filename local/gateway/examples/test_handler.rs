@@ -12,7 +12,13 @@
 //! REQUEST authorizer events: `?token=allow` allows (context user=alice), `deny` denies,
 //! `null-context`, `object-context` and `huge-context` allow with a context value that is
 //! null, an object, or 9,000 characters long.
-//! With `$TEST_EVENT_LOG` set, every event is appended to that file as one JSON line.
+//! SQS events (from an event source mapping), by each record's body: `fail` is named in
+//! `batchItemFailures`, `crash` aborts the process, `error` reports a handler error for the
+//! batch, `unknown-id` and `empty-id` answer a `batchItemFailures` entry that names no record of
+//! the batch, `sleep:MS` waits MS milliseconds; anything else succeeds.
+//! With `$TEST_EVENT_LOG` set, every event is appended to that file as one JSON line; after an
+//! SQS batch, the line `{"end":"sqs","pid":PID}` follows, so that a test can count batches in
+//! flight at once.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -60,15 +66,11 @@ fn main() {
 }
 
 fn handle(event: &Value, invocations: u64) -> Result<Value, Value> {
-    if let Ok(path) = std::env::var("TEST_EVENT_LOG") {
-        let line = format!("{event}\n");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path);
-        if let Ok(mut file) = file {
-            let _ = file.write_all(line.as_bytes());
-        }
+    log_line(event);
+    if event["Records"][0]["eventSource"] == "aws:sqs" {
+        let answer = sqs_batch(event);
+        log_line(&json!({"end": "sqs", "pid": std::process::id()}));
+        return answer;
     }
     if event["type"] == "REQUEST" {
         let token = event["queryStringParameters"]["token"]
@@ -135,6 +137,46 @@ fn handle(event: &Value, invocations: u64) -> Result<Value, Value> {
         }
         _ => Ok(echo(event, route, invocations)),
     }
+}
+
+/// Appends `line` to `$TEST_EVENT_LOG`, when set.
+fn log_line(line: &Value) {
+    if let Ok(path) = std::env::var("TEST_EVENT_LOG") {
+        let line = format!("{line}\n");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        if let Ok(mut file) = file {
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// A batch of SQS records, each handled as its body asks.
+fn sqs_batch(event: &Value) -> Result<Value, Value> {
+    let records = event["Records"].as_array().cloned().unwrap_or_default();
+    let mut failures = Vec::new();
+    for record in &records {
+        let body = record["body"].as_str().unwrap_or_default();
+        match body {
+            "crash" => std::process::abort(),
+            "error" => {
+                return Err(
+                    json!({"errorMessage": "asked to fail the batch", "errorType": "TestFailure"}),
+                )
+            }
+            "fail" => failures.push(json!({"itemIdentifier": record["messageId"]})),
+            "unknown-id" => failures.push(json!({"itemIdentifier": "not-a-message-of-this-batch"})),
+            "empty-id" => failures.push(json!({"itemIdentifier": ""})),
+            _ => {
+                if let Some(ms) = body.strip_prefix("sleep:").and_then(|ms| ms.parse().ok()) {
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
+            }
+        }
+    }
+    Ok(json!({"batchItemFailures": failures}))
 }
 
 /// A route response describing the event and this process.

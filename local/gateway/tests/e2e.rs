@@ -259,6 +259,7 @@ async fn real_template_gives_every_route_and_table() {
         account_id: "000000000000".into(),
         api_id: "local".into(),
         api_endpoint: "ws://127.0.0.1:3001".into(),
+        services_endpoint: "http://127.0.0.1:4566".into(),
     };
     let api = local_gateway::template::Template::load(&real_template_path())
         .expect("the synthesized template parses")

@@ -2,7 +2,8 @@
 //! time through its own Runtime API endpoint; more processes start when all are busy (up to
 //! a bound), and a process that crashed or timed out is replaced by a fresh one.
 //!
-//! [`pool`] holds the processes; [`runtime_api`] is the endpoint each of them polls.
+//! [`pool`] holds the processes; [`runtime_api`] is the endpoint each of them polls;
+//! [`event_source`] invokes functions with batches from SQS, as Lambda's event source mappings.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,9 +11,11 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 
+mod event_source;
 mod pool;
 mod runtime_api;
 
+pub use event_source::{EventSources, MappingError};
 pub use pool::FunctionPool;
 
 /// The largest response a synchronous invocation may return (6 MB, as Lambda).

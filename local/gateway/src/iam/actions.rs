@@ -1,5 +1,5 @@
 //! What a request asks IAM for: the (action, resource) pairs IAM checks before DynamoDB,
-//! Secrets Manager or the @connections API runs a call, read from the request the SDK sends.
+//! Secrets Manager, SQS or the @connections API runs a call, read from the request the SDK sends.
 
 use std::fmt;
 
@@ -56,6 +56,31 @@ impl Arns {
     /// `arn:aws:dynamodb:{region}:{account}:table/{table}/index/{index}`.
     pub fn index(&self, table: &str, index: &str) -> String {
         format!("{}/index/{index}", self.table(table))
+    }
+
+    /// `arn:aws:sqs:{region}:{account}:{name}`.
+    pub fn queue(&self, name: &str) -> String {
+        format!("arn:aws:sqs:{}:{}:{name}", self.region, self.account_id)
+    }
+
+    /// The ARN of the queue a queue URL (`http://HOST/ACCOUNT/NAME`) names, in this region;
+    /// `None` when it is not a queue URL. SQS goes by the path whatever the host: so does this.
+    pub fn queue_of_url(&self, url: &str) -> Option<String> {
+        let path = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let mut segments = path.trim_end_matches('/').split('/').skip(1);
+        let (Some(account), Some(name), None) = (segments.next(), segments.next(), segments.next())
+        else {
+            return None;
+        };
+        let valid_name = name.strip_suffix(".fifo").unwrap_or(name);
+        let valid = !account.is_empty()
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && (1..=80).contains(&name.len())
+            && !valid_name.is_empty()
+            && valid_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        valid.then(|| format!("arn:aws:sqs:{}:{account}:{name}", self.region))
     }
 
     /// `arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/{method}/@connections/{id}`.
@@ -413,6 +438,30 @@ pub fn secrets_manager(
         }
     }
     Ok(out)
+}
+
+/// The authorizations of an SQS call (`X-Amz-Target: AmazonSQS.<Operation>`): the
+/// operation's action on the queue its `QueueUrl` names. A batch operation needs its single
+/// form (`sqs:SendMessage` for `SendMessageBatch`): SQS has no IAM actions of its own for them.
+pub fn sqs(target: &str, body: &[u8], arns: &Arns) -> Result<Vec<Access>, ActionError> {
+    let request = Request::parse(target, "AmazonSQS.", body)?;
+    let body = &request.body;
+    let action = match request.operation {
+        "SendMessageBatch" => "SendMessage",
+        "DeleteMessageBatch" => "DeleteMessage",
+        "ChangeMessageVisibilityBatch" => "ChangeMessageVisibility",
+        other => other,
+    };
+    let resource = match request.operation {
+        "ListQueues" => "*".to_owned(),
+        "CreateQueue" | "GetQueueUrl" => arns.queue(request.string(body, "", "QueueName")?),
+        _ => {
+            let url = request.string(body, "", "QueueUrl")?;
+            arns.queue_of_url(url)
+                .ok_or_else(|| request.invalid("QueueUrl".into(), "is not a queue URL"))?
+        }
+    };
+    Ok(vec![Access::new(format!("sqs:{action}"), resource)])
 }
 
 /// The authorization of a @connections call (`POST`, `GET` or `DELETE`) on a connection.

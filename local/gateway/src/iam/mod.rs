@@ -193,6 +193,20 @@ impl Guard {
             .collect()
     }
 
+    /// Whether the role of the function `logical_id` allows `access`, as a call asking for it
+    /// would be checked; `None` when that function's calls are not checked (or it is unknown).
+    pub fn allows(&self, logical_id: &str, access: &Access) -> Option<bool> {
+        let principal = self
+            .principals
+            .values()
+            .find(|p| p.function.as_deref() == Some(logical_id))?;
+        let decision = principal
+            .policies
+            .as_ref()?
+            .evaluate(&access.action, &access.resource);
+        Some(matches!(decision, Decision::Allow { .. }))
+    }
+
     /// The credentials of the function `logical_id`'s processes.
     pub fn credentials(&self, logical_id: &str) -> Option<Credentials> {
         self.principals

@@ -16,6 +16,8 @@ pub struct LocalContext {
     pub api_id: String,
     /// What `Fn::GetAtt [Api, ApiEndpoint]` gives: the local WebSocket base URL.
     pub api_endpoint: String,
+    /// The local AWS services' endpoint (`http://127.0.0.1:PORT`), where queue URLs point.
+    pub services_endpoint: String,
 }
 
 /// Why an intrinsic has no local value.
@@ -133,6 +135,25 @@ impl<'a> Resolver<'a> {
             .template
             .resource(id)
             .ok_or_else(|| ResolveError::UnknownReference(id.to_owned()))?;
+        if resource.kind == "AWS::ApiGatewayV2::Api" {
+            return Ok(self.ctx.api_id.clone());
+        }
+        let name = self.name(id)?;
+        Ok(match resource.kind.as_str() {
+            // These types' `Ref` is an ARN or URL, not the bare name.
+            "AWS::SNS::Topic" => self.arn("sns", &name),
+            "AWS::SecretsManager::Secret" => self.arn("secretsmanager", &format!("secret:{name}")),
+            "AWS::SQS::Queue" => self.queue_url(&name),
+            _ => name,
+        })
+    }
+
+    /// A resource's name: its explicit name property, else a stand-in.
+    pub(crate) fn name(&self, id: &str) -> Result<String, ResolveError> {
+        let resource = self
+            .template
+            .resource(id)
+            .ok_or_else(|| ResolveError::UnknownReference(id.to_owned()))?;
         let name_property = match resource.kind.as_str() {
             "AWS::DynamoDB::Table" | "AWS::DynamoDB::GlobalTable" => Some("TableName"),
             "AWS::Lambda::Function" => Some("FunctionName"),
@@ -144,25 +165,19 @@ impl<'a> Resolver<'a> {
             "AWS::ApiGatewayV2::Stage" => Some("StageName"),
             _ => None,
         };
-        if resource.kind == "AWS::ApiGatewayV2::Api" {
-            return Ok(self.ctx.api_id.clone());
-        }
         let explicit = name_property.and_then(|p| resource.properties.get(p));
-        let name = match explicit {
-            Some(value) => self.resolve_string(value)?,
+        match explicit {
+            Some(value) => self.resolve_string(value),
             // CloudFormation makes up `STACK-LOGICALID-RANDOM`; locally the random part is not needed.
-            None => format!("{}-{}", self.template.stack_name(), id),
-        };
-        Ok(match resource.kind.as_str() {
-            // These types' `Ref` is an ARN or URL, not the bare name.
-            "AWS::SNS::Topic" => self.arn("sns", &name),
-            "AWS::SecretsManager::Secret" => self.arn("secretsmanager", &format!("secret:{name}")),
-            "AWS::SQS::Queue" => format!(
-                "http://sqs.{}.localhost/{}/{}",
-                self.ctx.region, self.ctx.account_id, name
-            ),
-            _ => name,
-        })
+            None => Ok(format!("{}-{}", self.template.stack_name(), id)),
+        }
+    }
+
+    /// The URL of the queue `name`: on the local AWS services' port, where the local SQS
+    /// answers, with the path SQS gives (`/ACCOUNT/NAME`).
+    fn queue_url(&self, name: &str) -> String {
+        let endpoint = self.ctx.services_endpoint.trim_end_matches('/');
+        format!("{endpoint}/{}/{name}", self.ctx.account_id)
     }
 
     fn arn(&self, service: &str, resource: &str) -> String {
@@ -222,7 +237,9 @@ impl<'a> Resolver<'a> {
                 self.ctx.account_id,
                 self.physical_name(id)?
             )),
-            ("AWS::SQS::Queue", "Arn") => Ok(self.arn("sqs", &self.physical_name(id)?)),
+            ("AWS::SQS::Queue", "Arn") => Ok(self.arn("sqs", &self.name(id)?)),
+            ("AWS::SQS::Queue", "QueueName") => self.name(id),
+            ("AWS::SQS::Queue", "QueueUrl") => self.physical_name(id),
             ("AWS::SNS::Topic", "TopicName") => {
                 let arn = self.physical_name(id)?;
                 Ok(arn.rsplit(':').next().unwrap_or_default().to_owned())

@@ -3,8 +3,8 @@
 //!
 //! Three layers, each importing only the ones above it: [`source`] holds the template as
 //! CloudFormation wrote it, [`intrinsics`] gives its intrinsic functions their local values,
-//! and the reader (with `roles`, each function's IAM role) turns both into the [`model`] the
-//! gateway serves.
+//! and the reader (with `roles`, each function's IAM role, and `queues`, the SQS queues and the
+//! event source mappings that poll them) turns both into the [`model`] the gateway serves.
 
 use std::path::PathBuf;
 
@@ -13,12 +13,14 @@ use std::time::Duration;
 
 pub mod intrinsics;
 pub mod model;
+mod queues;
 mod reader;
 mod roles;
 pub mod source;
 
 pub use intrinsics::{LocalContext, ResolveError};
 pub use model::*;
+pub use queues::MAX_MESSAGE_BYTES;
 pub use source::Template;
 
 /// The metadata key through which the stack names a function's handler binary.

@@ -24,6 +24,10 @@ pub struct ApiModel {
     pub tables: Vec<TableSpec>,
     /// Every Secrets Manager secret of the template (locally, all hold the local secret).
     pub secrets: Vec<SecretSpec>,
+    /// Every SQS queue of the template, emulated in memory.
+    pub queues: Vec<QueueSpec>,
+    /// The Lambda event source mappings that poll one of those queues.
+    pub event_source_mappings: Vec<EventSourceMappingSpec>,
 }
 
 impl ApiModel {
@@ -205,6 +209,9 @@ pub struct TableSpec {
     pub local_secondary_indexes: Vec<SecondaryIndex>,
     /// The TTL attribute, when TTL is enabled.
     pub ttl_attribute: Option<String>,
+    /// Billed per request (`BillingMode: PAY_PER_REQUEST`): DynamoDB throttles a hot key with
+    /// `ThrottlingException` then, with `ProvisionedThroughputExceededException` otherwise.
+    pub on_demand: bool,
 }
 
 /// One element of a key schema.
@@ -249,4 +256,60 @@ pub struct Projection {
     /// The attributes of an `INCLUDE` projection.
     #[serde(default)]
     pub non_key_attributes: Vec<String>,
+}
+
+/// An SQS standard queue, held in memory by the gateway's SQS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    /// The logical id.
+    pub logical_id: String,
+    /// `QueueName`, else a stand-in built like CloudFormation's.
+    pub name: String,
+    /// What `Ref` gives: `http://127.0.0.1:PORT/ACCOUNT/NAME`, on the local AWS services' port.
+    pub url: String,
+    /// What `Fn::GetAtt [QUEUE, Arn]` gives.
+    pub arn: String,
+    /// How long a received message stays hidden from other receivers (`VisibilityTimeout`).
+    pub visibility_timeout: Duration,
+    /// How long a message is kept, counted from when it was first sent (`MessageRetentionPeriod`).
+    pub retention: Duration,
+    /// How long a new message waits before it can be received (`DelaySeconds`).
+    pub delay: Duration,
+    /// The largest message body plus attributes accepted (`MaximumMessageSize`).
+    pub max_message_bytes: usize,
+    /// Where a message received too often goes (`RedrivePolicy`).
+    pub redrive: Option<RedriveSpec>,
+}
+
+/// A queue's `RedrivePolicy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedriveSpec {
+    /// The dead-letter queue's logical id (a queue of the template).
+    pub dead_letter_queue: String,
+    /// `maxReceiveCount`: a message received this often and still not deleted goes to the
+    /// dead-letter queue on its next receive instead of being delivered again.
+    pub max_receive_count: u32,
+}
+
+/// An `AWS::Lambda::EventSourceMapping` from an SQS queue of the template to a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSourceMappingSpec {
+    /// The logical id.
+    pub logical_id: String,
+    /// The queue polled (logical id).
+    pub queue: String,
+    /// The function invoked (logical id, one of [`ApiModel::functions`]).
+    pub function: String,
+    /// The most records in one invocation (`BatchSize`).
+    pub batch_size: usize,
+    /// How long a batch may wait to fill up (`MaximumBatchingWindowInSeconds`).
+    pub batching_window: Duration,
+    /// The most invocations at once (`ScalingConfig.MaximumConcurrency`); `None`: no bound
+    /// but the function's.
+    pub max_concurrency: Option<usize>,
+    /// Whether the function's answer may name failed records (`FunctionResponseTypes`
+    /// holds `ReportBatchItemFailures`).
+    pub report_batch_item_failures: bool,
+    /// Whether the mapping polls at all (`Enabled`).
+    pub enabled: bool,
 }

@@ -87,6 +87,9 @@ impl Template {
                 },
             );
         }
+        let queues = self.queues(&resolver)?;
+        let event_source_mappings =
+            self.event_source_mappings(&queues, &resolver, &mut functions)?;
         Ok(ApiModel {
             logical_id: (*api_id).clone(),
             selection,
@@ -95,6 +98,8 @@ impl Template {
             functions,
             tables: self.tables(&resolver)?,
             secrets: self.secrets(&resolver)?,
+            queues,
+            event_source_mappings,
         })
     }
 
@@ -312,7 +317,7 @@ impl Template {
         })
     }
 
-    fn add_function(
+    pub(super) fn add_function(
         &self,
         function_id: &str,
         resolver: &Resolver<'_>,
@@ -331,7 +336,7 @@ impl Template {
             .ok_or_else(|| {
                 self.resource_error(
                     function_id,
-                    format!("no Metadata {BINARY_METADATA_KEY:?}: the stack must name the handler binary of every function a route invokes"),
+                    format!("no Metadata {BINARY_METADATA_KEY:?}: the stack must name the handler binary of every function a route, an authorizer or an event source mapping invokes"),
                 )
             })?
             .to_owned();
@@ -413,6 +418,7 @@ impl Template {
                             | "GlobalSecondaryIndexes"
                             | "LocalSecondaryIndexes"
                             | "TimeToLiveSpecification"
+                            | "BillingMode"
                     )
                 });
             }
@@ -432,12 +438,14 @@ impl Template {
                 global_secondary_indexes: layout.global_secondary_indexes,
                 local_secondary_indexes: layout.local_secondary_indexes,
                 ttl_attribute,
+                on_demand: layout.billing_mode.as_ref().and_then(Value::as_str)
+                    == Some("PAY_PER_REQUEST"),
             });
         }
         Ok(tables)
     }
 
-    fn resolve_string(
+    pub(super) fn resolve_string(
         &self,
         resolver: &Resolver<'_>,
         resource: &str,
@@ -466,7 +474,7 @@ impl Template {
 
     /// The first resource of an accepted type that `value` points at through `Ref` or
     /// `Fn::GetAtt`, wherever it sits inside `Fn::Join` / `Fn::Sub` and friends.
-    fn find_reference(
+    pub(super) fn find_reference(
         &self,
         value: &Value,
         accept: impl Fn(&str) -> bool + Copy,
@@ -516,6 +524,9 @@ struct TableLayout {
     local_secondary_indexes: Vec<SecondaryIndex>,
     #[serde(default)]
     time_to_live_specification: Option<TtlSpec>,
+    /// CloudFormation's default is `PROVISIONED`; an intrinsic here reads as that too.
+    #[serde(default)]
+    billing_mode: Option<Value>,
 }
 
 #[derive(Deserialize)]

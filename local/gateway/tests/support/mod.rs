@@ -506,6 +506,7 @@ pub fn local_context() -> local_gateway::template::LocalContext {
         account_id: "000000000000".into(),
         api_id: "local".into(),
         api_endpoint: "ws://127.0.0.1:3001".into(),
+        services_endpoint: "http://127.0.0.1:4566".into(),
     }
 }
 
