@@ -1,9 +1,11 @@
 //! Wires it all together: reads the template, starts DynamoDB Local and creates the tables,
-//! serves the template's secrets through a local Secrets Manager, prepares the function pools,
-//! and serves WebSocket clients, the @connections API and the web client on one loopback port.
-//! Shutdown runs in the order that loses nothing: clients are closed (their `$disconnect`
-//! still runs, and may still call @connections), messages in flight finish, then the server,
-//! the handler processes, the Secrets Manager and DynamoDB Local stop.
+//! serves the template's secrets and queues through a local Secrets Manager and SQS, prepares
+//! the function pools, polls the queues for their event source mappings, and serves WebSocket
+//! clients, the @connections API and the web client on one loopback port.
+//! Shutdown runs in the order that loses nothing: the queues' pollers stop taking batches,
+//! clients are closed (their `$disconnect` still runs, and may still call @connections),
+//! messages and batches in flight finish, then the server, the handler processes, the local
+//! AWS services and DynamoDB Local stop.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -19,12 +21,14 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::database::Database;
-use crate::functions::{binary_path, FunctionPool, HostSettings};
+use crate::functions::{binary_path, EventSources, FunctionPool, HostSettings, MappingError};
 use crate::iam::actions::Arns;
 use crate::iam::{Guard, RoleError};
 use crate::listener::{ClientInfo, RecordingListener};
 use crate::options::{DynamoDb, Options};
+use crate::services::partitions::{HotPartitions, Partitions};
 use crate::services::secrets::{read_secret_file, SecretFileError, SecretStore};
+use crate::services::sqs::queues::{QueueCounts, QueuedMessage, Queues};
 use crate::services::AwsServices;
 use crate::state::{Limits, Shared};
 use crate::tables::{self, TableError, LOCAL_ACCESS_KEY};
@@ -80,8 +84,11 @@ pub enum StartError {
     /// A function's role cannot be enforced.
     #[error("cannot enforce the template's IAM roles: {0}")]
     Roles(#[from] RoleError),
+    /// An event source mapping Lambda would refuse to create.
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
     /// The local AWS services could not listen.
-    #[error("cannot start the local DynamoDB and Secrets Manager endpoint: {0}")]
+    #[error("cannot start the local DynamoDB, Secrets Manager and SQS endpoint: {0}")]
     Services(std::io::Error),
     /// The web client's folder does not exist.
     #[error("cannot serve the web client from {}: {source}", path.display())]
@@ -102,6 +109,9 @@ pub struct Gateway {
     database: Option<Database>,
     dynamodb_endpoint: String,
     services: AwsServices,
+    queues: Arc<Queues>,
+    event_sources: EventSources,
+    partitions: Arc<Partitions>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -121,15 +131,32 @@ impl Gateway {
             port: options.port,
             source,
         })?;
-        let local = local_context(addr);
+        // Bound before the template is read: the queues' URLs name its port.
+        let services_listener = AwsServices::bind().await.map_err(StartError::Services)?;
+        let services_addr = services_listener
+            .local_addr()
+            .map_err(StartError::Services)?;
+        let local = local_context(addr, services_addr);
         let api = read_api(&template, &options, &local)?;
         let web = web_root(&options)?;
         let guard = Arc::new(enforce_roles(&api)?);
+        let queues = Arc::new(Queues::new(&api.queues));
+        EventSources::check(&api.event_source_mappings, &queues, &guard)?;
         let secrets = secret_store(&api, &options)?;
         let (database, dynamodb_endpoint) = start_database(&options, &api, addr).await?;
-        let services = AwsServices::start(guard.clone(), secrets, &dynamodb_endpoint)
-            .await
-            .map_err(StartError::Services)?;
+        let partitions = Arc::new(Partitions::new(&api.tables, options.partitions, |table| {
+            guard.arns.table(table)
+        }));
+        let services = AwsServices::start(
+            services_listener,
+            guard.clone(),
+            secrets,
+            &dynamodb_endpoint,
+            partitions.clone(),
+            queues.clone(),
+        )
+        .await
+        .map_err(StartError::Services)?;
         let functions = function_pools(&api, &options, addr, &services, &guard);
         let limits = Limits {
             idle_timeout: options.idle_timeout,
@@ -140,6 +167,13 @@ impl Gateway {
             quotas: options.quotas,
         };
         let shared = Arc::new(Shared::new(api, local, addr, functions, limits, web, guard));
+        let event_sources = EventSources::start(
+            &shared.api.event_source_mappings,
+            &queues,
+            &shared.functions,
+            LOCAL_REGION,
+            options.max_processes_per_function,
+        );
         let (stop_server, server) = serve(listener, shared.clone());
         info!(
             stage = %shared.api.stage.name,
@@ -147,6 +181,7 @@ impl Gateway {
             functions = shared.functions.len(),
             tables = shared.api.tables.len(),
             secrets = shared.api.secrets.len(),
+            queues = shared.api.queues.len(),
             quotas = %options.quotas.describe(),
             dynamodb = %dynamodb_endpoint,
             aws_services = %services.endpoint,
@@ -160,7 +195,22 @@ impl Gateway {
             database,
             dynamodb_endpoint,
             services,
+            queues,
+            event_sources,
+            partitions,
         })
+    }
+
+    /// The peak write and read units per second each DynamoDB partition key has taken so far
+    /// (hottest first), against DynamoDB's per-partition limits.
+    pub fn hot_partitions(&self) -> HotPartitions {
+        self.partitions.report()
+    }
+
+    /// The calls API Gateway's quotas refused so far (the @connections account throttle, the
+    /// new-connection rate), for load tests and benchmarks to report.
+    pub fn refusals(&self) -> crate::quotas::Refusals {
+        self.shared.throttles.refusals()
     }
 
     /// The address the gateway listens on.
@@ -205,10 +255,31 @@ impl Gateway {
         self.shared.connections.load()
     }
 
-    /// The local Secrets Manager (and DynamoDB) endpoint handlers get as
-    /// `AWS_ENDPOINT_URL_SECRETS_MANAGER` (and `..._DYNAMODB`), where their calls are checked.
+    /// The local Secrets Manager (and DynamoDB and SQS) endpoint handlers get as
+    /// `AWS_ENDPOINT_URL_SECRETS_MANAGER` (and `..._DYNAMODB`, `..._SQS`), where their calls
+    /// are checked.
     pub fn secrets_manager_endpoint(&self) -> &str {
         &self.services.endpoint
+    }
+
+    /// The URL of the queue `logical_id` (what `Ref` of it gives): on the local SQS.
+    pub fn queue_url(&self, logical_id: &str) -> Option<String> {
+        self.queues.get(logical_id).map(|q| q.spec().url.clone())
+    }
+
+    /// How many messages the queue `logical_id` holds now: visible, in flight, delayed.
+    pub fn queue_counts(&self, logical_id: &str) -> Option<QueueCounts> {
+        self.queues.get(logical_id).map(|q| q.counts())
+    }
+
+    /// Every message the queue `logical_id` holds now (a dead-letter queue's, say).
+    pub fn queue_messages(&self, logical_id: &str) -> Option<Vec<QueuedMessage>> {
+        self.queues.get(logical_id).map(|q| q.messages())
+    }
+
+    /// How many batches the event source mapping `logical_id` has invoked its function with.
+    pub fn event_source_invocations(&self, logical_id: &str) -> Option<u64> {
+        self.event_sources.invocation_count(logical_id)
     }
 
     /// The latest AWS calls of the handlers that their roles did not allow, oldest first.
@@ -285,12 +356,20 @@ impl Gateway {
     /// processes and DynamoDB Local.
     pub async fn shutdown(mut self) {
         self.shared.begin_shutdown();
+        self.event_sources.stop();
         self.shared.connections.close_all(websocket::GOING_AWAY);
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.shared.connections.tasks_finished())
+        let grace = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        if tokio::time::timeout_at(grace, self.shared.connections.tasks_finished())
             .await
             .is_err()
         {
             warn!("some connections did not finish closing in {SHUTDOWN_GRACE:?}");
+        }
+        if tokio::time::timeout_at(grace, self.event_sources.finished())
+            .await
+            .is_err()
+        {
+            warn!("some queue batches did not finish in {SHUTDOWN_GRACE:?}: their processes are stopped");
         }
         if let Some(stop) = self.stop_server.take() {
             let _ = stop.send(());
@@ -311,6 +390,13 @@ impl Gateway {
         if let Some(database) = self.database.take() {
             database.stop().await;
         }
+        let report = self.partitions.report();
+        if let Some(summary) = report.summary() {
+            match report.hottest() {
+                Some(hottest) if report.over_limit(hottest) => warn!("{summary}"),
+                _ => info!("{summary}"),
+            }
+        }
         info!("local gateway stopped");
     }
 }
@@ -328,12 +414,13 @@ fn app(shared: Arc<Shared>) -> Router {
 }
 
 /// The values that stand in for the deployed stack's, for a gateway listening at `addr`.
-fn local_context(addr: SocketAddr) -> LocalContext {
+fn local_context(addr: SocketAddr, services_addr: SocketAddr) -> LocalContext {
     LocalContext {
         region: LOCAL_REGION.to_owned(),
         account_id: LOCAL_ACCOUNT_ID.to_owned(),
         api_id: LOCAL_API_ID.to_owned(),
         api_endpoint: format!("ws://{addr}"),
+        services_endpoint: format!("http://{services_addr}"),
     }
 }
 
@@ -443,13 +530,14 @@ fn function_pools(
     let common_env: BTreeMap<String, String> = [
         ("AWS_REGION", LOCAL_REGION),
         ("AWS_DEFAULT_REGION", LOCAL_REGION),
-        // DynamoDB and Secrets Manager calls reach the gateway's stand-ins, which check them
-        // against the function's role: the same SDK calls as in Lambda.
+        // DynamoDB, Secrets Manager and SQS calls reach the gateway's stand-ins, which check
+        // them against the function's role: the same SDK calls as in Lambda.
         ("AWS_ENDPOINT_URL_DYNAMODB", services.endpoint.as_str()),
         (
             "AWS_ENDPOINT_URL_SECRETS_MANAGER",
             services.endpoint.as_str(),
         ),
+        ("AWS_ENDPOINT_URL_SQS", services.endpoint.as_str()),
         // No instance metadata service exists here: do not let the SDK wait for one.
         ("AWS_EC2_METADATA_DISABLED", "true"),
     ]

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use local_gateway::quotas::Quotas;
+use local_gateway::quotas::{AccountRate, Quotas};
+use local_gateway::services::partitions::PartitionLimits;
 use local_gateway::{DynamoDb, Gateway, Options};
 use tracing_subscriber::EnvFilter;
 
@@ -32,8 +33,14 @@ struct Cli {
     /// Seconds before any connection closes (API Gateway: 7200)
     #[arg(long, default_value_t = 7200, value_name = "SECONDS")]
     max_duration: u64,
-    /// Milliseconds added to every @connections call, to study fan-out as against AWS
-    #[arg(long, default_value_t = 0, value_name = "MS")]
+    /// Milliseconds added to every @connections response, to study fan-out as against AWS
+    /// (about 20 there); not a quota: --relax-quotas leaves it
+    #[arg(
+        long = "connections-api-latency-ms",
+        alias = "connections-latency-ms",
+        default_value_t = 0,
+        value_name = "MS"
+    )]
     connections_latency_ms: u64,
     /// Messages of one connection routed at once; its socket is not read meanwhile
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
@@ -57,6 +64,24 @@ struct Cli {
     /// Largest authorizer result in bytes, 500 past it (API Gateway: 8192; 0: no limit)
     #[arg(long, default_value_t = 8192, value_name = "BYTES")]
     max_authorizer_result_bytes: usize,
+    /// @connections calls per second for the whole gateway, 429 LimitExceededException past it
+    /// (API Gateway's account throttle: 10000; 0: no limit) [default: 10000; given, it holds
+    /// even with --relax-quotas]
+    #[arg(long, value_name = "N")]
+    connections_api_rate: Option<u32>,
+    /// @connections calls at once before the rate applies (API Gateway: 5000) [default: 5000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    connections_api_burst: Option<u32>,
+    /// Refuse a DynamoDB call past a partition key's throughput, as DynamoDB does
+    /// (ThrottlingException); without it, a hot key is only warned about
+    #[arg(long)]
+    throttle_hot_partitions: bool,
+    /// Write units per second one DynamoDB partition key takes (DynamoDB: 1000)
+    #[arg(long, default_value_t = 1000, value_name = "WCU")]
+    partition_wcu: u32,
+    /// Read units per second one DynamoDB partition key takes (DynamoDB: 3000)
+    #[arg(long, default_value_t = 3000, value_name = "RCU")]
+    partition_rcu: u32,
     /// Keep DynamoDB Local's data in this folder between runs (default: in memory)
     #[arg(long, value_name = "DIR")]
     persist_dir: Option<PathBuf>,
@@ -79,6 +104,11 @@ struct Cli {
     /// The user of the ready-made token printed at start (when the authorizer takes local tokens)
     #[arg(long, value_name = "USER", default_value = "alice", value_parser = parse_user)]
     sample_user: String,
+    /// Once ready, write {url, callbackUrl, servicesEndpoint, dynamodbEndpoint, stage, pid} as
+    /// JSON to this file (written aside and renamed, so a reader never sees half of it): the
+    /// ready signal for scripts and benchmarks
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
 }
 
 fn parse_user(text: &str) -> Result<String, String> {
@@ -119,6 +149,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    let connections_api = connections_api(&cli);
     let template = cli
         .template
         .unwrap_or_else(|| PathBuf::from(format!("cdk.out/Realtime-{}.template.json", cli.stage)));
@@ -141,7 +172,10 @@ async fn run(cli: Cli) -> ExitCode {
         },
         extra_env: cli.extra_env.into_iter().collect(),
         quotas: if cli.relax_quotas {
-            Quotas::relaxed()
+            Quotas {
+                connections_api,
+                ..Quotas::relaxed()
+            }
         } else {
             Quotas {
                 new_connections_per_second: NonZeroU32::new(cli.new_connections_per_second),
@@ -149,7 +183,13 @@ async fn run(cli: Cli) -> ExitCode {
                 max_url_length: (cli.max_url_length > 0).then_some(cli.max_url_length),
                 max_authorizer_result_bytes: (cli.max_authorizer_result_bytes > 0)
                     .then_some(cli.max_authorizer_result_bytes),
+                connections_api,
             }
+        },
+        partitions: PartitionLimits {
+            write_units: cli.partition_wcu,
+            read_units: cli.partition_rcu,
+            throttle: cli.throttle_hot_partitions,
         },
         jwt_secret_file: cli.jwt_secret_file,
         web_dir: cli
@@ -165,11 +205,40 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
     print_ready(&gateway, &cli.sample_user);
+    if let Some(path) = &cli.ready_file {
+        if let Err(error) = write_ready_file(&gateway, path) {
+            eprintln!(
+                "error: cannot write the ready file {}: {error}",
+                path.display()
+            );
+            gateway.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    }
     if let Err(error) = shutdown_signal().await {
         eprintln!("error: cannot listen for signals: {error}");
     }
     gateway.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// The @connections account throttle the flags ask for: API Gateway's unless set; off with
+/// --relax-quotas, unless a flag of its own sets it; a rate of 0 turns it off.
+fn connections_api(cli: &Cli) -> Option<AccountRate> {
+    let explicit = cli.connections_api_rate.is_some() || cli.connections_api_burst.is_some();
+    if cli.relax_quotas && !explicit {
+        return None;
+    }
+    let default = AccountRate::API_GATEWAY;
+    let per_second = match cli.connections_api_rate {
+        Some(rate) => NonZeroU32::new(rate)?,
+        None => default.per_second,
+    };
+    let burst = cli
+        .connections_api_burst
+        .and_then(NonZeroU32::new)
+        .unwrap_or(default.burst);
+    Some(AccountRate { per_second, burst })
 }
 
 /// Tells how to connect: with a ready token when the authorizer takes local ones.
@@ -214,6 +283,23 @@ fn print_ready(gateway: &Gateway, user: &str) {
         gateway.callback_url()
     ));
     println!("{}", lines.join("\n"));
+}
+
+/// The ready file: what a script needs to reach the gateway, as one JSON object.
+fn write_ready_file(gateway: &Gateway, path: &std::path::Path) -> std::io::Result<()> {
+    let ready = serde_json::json!({
+        "url": gateway.websocket_url(),
+        "callbackUrl": gateway.callback_url(),
+        "servicesEndpoint": gateway.secrets_manager_endpoint(),
+        "dynamodbEndpoint": gateway.dynamodb_endpoint(),
+        "stage": gateway.stage(),
+        "pid": std::process::id(),
+    });
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".{}.tmp", std::process::id()));
+    let aside = PathBuf::from(aside);
+    std::fs::write(&aside, format!("{ready}\n"))?;
+    std::fs::rename(&aside, path)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -97,8 +97,8 @@ pub(crate) async fn delete_connection(
 const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 
 /// In front of every @connections call: applies the injected latency, refuses a wrong stage
-/// like API Gateway does, then checks the signature and the caller's
-/// `execute-api:ManageConnections` on this method and connection.
+/// like API Gateway does, takes a token of the account's throttle, then checks the signature
+/// and the caller's `execute-api:ManageConnections` on this method and connection.
 pub(crate) async fn check(
     State(shared): State<Arc<Shared>>,
     Path((stage, id)): Path<(String, String)>,
@@ -111,6 +111,14 @@ pub(crate) async fn check(
     }
     if stage != shared.api.stage.name {
         return aws_error(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden");
+    }
+    // The account's throttle comes before authentication: a refused call is not looked at.
+    if !shared.throttles.admit_connections_call() {
+        return aws_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            "Limit Exceeded",
+        );
     }
     // The signature covers the body whatever the method: read it, then hand it on.
     let (parts, body) = request.into_parts();

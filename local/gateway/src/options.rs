@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::quotas::Quotas;
+use crate::services::partitions::PartitionLimits;
 
 /// Where the gateway gets its DynamoDB from.
 #[derive(Debug, Clone)]
@@ -35,7 +36,8 @@ pub struct Options {
     pub idle_timeout: Duration,
     /// Close a connection after this long, whatever it does.
     pub max_duration: Duration,
-    /// Delay added to every @connections call.
+    /// Delay added to every @connections response (`--connections-api-latency-ms`); not a
+    /// quota, so relaxing the quotas leaves it.
     pub connections_latency: Duration,
     /// Messages of one connection routed at once; its socket is not read while that many are
     /// in flight, so a pipelining client waits for itself and not others for it.
@@ -56,6 +58,8 @@ pub struct Options {
     pub jwt_secret_file: PathBuf,
     /// API Gateway's quotas, or which of them are relaxed.
     pub quotas: Quotas,
+    /// DynamoDB's per-partition throughput: past it a key is warned about, or throttled.
+    pub partitions: PartitionLimits,
     /// Serve the web client from this folder (`GET /`, `GET /app.js`, ...); none when `None`.
     pub web_dir: Option<PathBuf>,
 }
@@ -82,6 +86,7 @@ impl Options {
             jwt_secret_file: PathBuf::from(".local/jwt-secret"),
             web_dir: None,
             quotas: Quotas::api_gateway(),
+            partitions: PartitionLimits::default(),
         }
     }
 }

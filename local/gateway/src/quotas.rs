@@ -1,6 +1,7 @@
 //! The quotas API Gateway enforces before a handler runs: stage and route throttling (from the
 //! template's route settings), new connections per second, URL length and authorizer result
-//! size. Each can be relaxed, for load tests that measure the code rather than the quota.
+//! size; and the account's request rate on the @connections API. Each can be relaxed, for load
+//! tests that measure the code rather than the quota.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -22,6 +23,26 @@ pub struct Quotas {
     pub max_url_length: Option<usize>,
     /// The largest authorizer result (API Gateway: 8 KB).
     pub max_authorizer_result_bytes: Option<usize>,
+    /// The account's throttle as the @connections API meets it, one bucket for the whole
+    /// gateway: past it a call gets 429 `LimitExceededException`.
+    pub connections_api: Option<AccountRate>,
+}
+
+/// A token bucket of requests per second, shared by every caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountRate {
+    /// Requests per second, steady state (API Gateway: 10,000 per account and region).
+    pub per_second: NonZeroU32,
+    /// Requests at once when the bucket is full (API Gateway: 5,000).
+    pub burst: NonZeroU32,
+}
+
+impl AccountRate {
+    /// API Gateway's account throttle: 10,000 requests per second, burst 5,000.
+    pub const API_GATEWAY: Self = Self {
+        per_second: NonZeroU32::new(10_000).expect("not zero"),
+        burst: NonZeroU32::new(5_000).expect("not zero"),
+    };
 }
 
 impl Quotas {
@@ -32,6 +53,7 @@ impl Quotas {
             stage_throttling: true,
             max_url_length: Some(4096),
             max_authorizer_result_bytes: Some(8 * 1024),
+            connections_api: Some(AccountRate::API_GATEWAY),
         }
     }
 
@@ -42,6 +64,7 @@ impl Quotas {
             stage_throttling: false,
             max_url_length: None,
             max_authorizer_result_bytes: None,
+            connections_api: None,
         }
     }
 
@@ -60,6 +83,9 @@ impl Quotas {
         if self.max_authorizer_result_bytes.is_none() {
             relaxed.push("authorizer result size");
         }
+        if self.connections_api.is_none() {
+            relaxed.push("@connections account rate");
+        }
         if relaxed.is_empty() {
             "API Gateway's quotas enforced".to_owned()
         } else {
@@ -71,8 +97,35 @@ impl Quotas {
 /// The token buckets the quotas need, shared by every connection.
 pub(crate) struct Throttles {
     connects: Option<DefaultDirectRateLimiter>,
+    /// Every @connections call of every handler.
+    connections_api: Option<DefaultDirectRateLimiter>,
     /// By route key; a route without settings of its own has the stage default's.
     routes: HashMap<String, DefaultDirectRateLimiter>,
+    /// Refusals so far, for load tests and benchmarks to report (see [`Refusals`]).
+    refused: RefusalCounters,
+}
+
+/// How many calls the quotas refused since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refusals {
+    /// @connections calls refused by the account throttle (429 LimitExceededException).
+    pub connections_calls: u64,
+    /// Upgrades refused by the new-connection rate or `$connect`'s route throttle (429).
+    pub connects: u64,
+}
+
+#[derive(Debug, Default)]
+struct RefusalCounters {
+    connections_calls: std::sync::atomic::AtomicU64,
+    connects: std::sync::atomic::AtomicU64,
+}
+
+/// Counts a refusal when `admitted` is false; passes `admitted` on.
+fn counted(admitted: bool, counter: &std::sync::atomic::AtomicU64) -> bool {
+    if !admitted {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    admitted
 }
 
 impl std::fmt::Debug for Throttles {
@@ -93,6 +146,9 @@ impl Throttles {
         let connects = quotas
             .new_connections_per_second
             .map(|rate| RateLimiter::direct(Quota::per_second(rate).allow_burst(rate)));
+        let connections_api = quotas.connections_api.map(|account| {
+            RateLimiter::direct(Quota::per_second(account.per_second).allow_burst(account.burst))
+        });
         let mut routes = HashMap::new();
         if quotas.stage_throttling {
             for key in route_keys {
@@ -105,12 +161,37 @@ impl Throttles {
                 }
             }
         }
-        Self { connects, routes }
+        Self {
+            connects,
+            connections_api,
+            routes,
+            refused: RefusalCounters::default(),
+        }
+    }
+
+    /// Takes a token for one @connections call; `false` when it must be refused with 429.
+    pub(crate) fn admit_connections_call(&self) -> bool {
+        let admitted = self
+            .connections_api
+            .as_ref()
+            .is_none_or(|bucket| bucket.check().is_ok());
+        counted(admitted, &self.refused.connections_calls)
     }
 
     /// Takes a token for a new connection; `false` when it must be refused with 429.
     pub(crate) fn admit_connection(&self) -> bool {
-        self.connects.as_ref().is_none_or(|c| c.check().is_ok()) && self.admit_route("$connect")
+        let admitted = self.connects.as_ref().is_none_or(|c| c.check().is_ok())
+            && self.admit_route("$connect");
+        counted(admitted, &self.refused.connects)
+    }
+
+    /// The refusals so far.
+    pub(crate) fn refusals(&self) -> Refusals {
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        Refusals {
+            connections_calls: load(&self.refused.connections_calls),
+            connects: load(&self.refused.connects),
+        }
     }
 
     /// Takes a token of the route `key`'s bucket; `false` when the message is throttled.
@@ -182,5 +263,42 @@ mod tests {
         let throttles = Throttles::new(&Quotas::api_gateway(), &stage(None), &keys);
         let admitted = (0..600).filter(|_| throttles.admit_connection()).count();
         assert_eq!(admitted, 500);
+    }
+
+    #[test]
+    fn connections_calls_share_one_bucket_of_the_accounts_burst() {
+        let keys = ["$connect".to_owned()];
+        let throttles = Throttles::new(&Quotas::api_gateway(), &stage(None), &keys);
+        // The bucket starts full at the burst, and refills at 10,000 a second: a tight loop of
+        // 6,000 takes far less than the 100 ms that would refill 1,000.
+        let admitted = (0..6000)
+            .filter(|_| throttles.admit_connections_call())
+            .count();
+        assert!((5000..6000).contains(&admitted), "{admitted}");
+        let relaxed = Throttles::new(&Quotas::relaxed(), &stage(None), &keys);
+        assert!((0..6000).all(|_| relaxed.admit_connections_call()));
+        assert_eq!(
+            Quotas::relaxed().describe(),
+            "quotas relaxed: new connections per second, stage throttling, URL length, \
+             authorizer result size, @connections account rate"
+        );
+    }
+
+    #[test]
+    fn refusals_are_counted() {
+        let keys = ["$connect".to_owned()];
+        let throttles = Throttles::new(&Quotas::api_gateway(), &stage(None), &keys);
+        let admitted = (0..6000)
+            .filter(|_| throttles.admit_connections_call())
+            .count() as u64;
+        let connects = (0..600).filter(|_| throttles.admit_connection()).count() as u64;
+        assert_eq!(
+            throttles.refusals(),
+            Refusals {
+                connections_calls: 6000 - admitted,
+                connects: 600 - connects,
+            }
+        );
+        assert!(throttles.refusals().connects > 0);
     }
 }

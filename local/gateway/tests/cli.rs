@@ -377,3 +377,73 @@ fn prints_a_ready_token_and_serves_the_web_client() {
     let status = child.wait().expect("wait");
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn writes_a_ready_file_that_names_its_urls() {
+    let template = template();
+    let dir = template.parent().expect("a folder").to_owned();
+    let ready = dir.join("ready.json");
+    let mut child = Command::new(BIN)
+        .args(["--template", &template.display().to_string()])
+        .args(["--bin-dir", &bin_dir().display().to_string(), "--port", "0"])
+        .args(["--jwt-secret-file", &secret_file().display().to_string()])
+        .args(["--ready-file", &ready.display().to_string()])
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start local-gateway");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let value: serde_json::Value = loop {
+        // Renamed into place: a file that exists is whole.
+        if let Ok(bytes) = std::fs::read(&ready) {
+            break serde_json::from_slice(&bytes).expect("the ready file is JSON");
+        }
+        assert!(Instant::now() < deadline, "no ready file within 60 s");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the gateway exited"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let url = value["url"].as_str().expect("url").to_owned();
+    assert!(
+        url.starts_with("ws://127.0.0.1:") && url.ends_with("/dev"),
+        "{value}"
+    );
+    assert_eq!(
+        value["callbackUrl"].as_str(),
+        Some(url.replacen("ws://", "http://", 1).as_str()),
+        "{value}"
+    );
+    assert_eq!(
+        value["pid"].as_u64(),
+        Some(u64::from(child.id())),
+        "{value}"
+    );
+    assert_eq!(value["stage"], "dev", "{value}");
+    assert!(
+        value["servicesEndpoint"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("http://127.0.0.1:")),
+        "{value}"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        // The URL it names takes clients.
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("the ready file's URL connects");
+        ws.close(None).await.expect("close");
+    });
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    let _ = std::fs::remove_dir_all(dir);
+}

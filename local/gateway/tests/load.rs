@@ -125,6 +125,24 @@ async fn partition(
         .expect("query")
 }
 
+/// The dev stage's lobby shards (`roomShards` in cdk.json): its members live under these keys.
+const LOBBY_SHARDS: u32 = 8;
+
+/// Every membership item of the lobby, over all its shards.
+async fn lobby_items(
+    db: &aws_sdk_dynamodb::Client,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let mut items = Vec::new();
+    for shard in 0..LOBBY_SHARDS {
+        let pk = match shard {
+            0 => "ROOM#lobby".to_owned(),
+            k => format!("ROOM#lobby#{k}"),
+        };
+        items.extend(partition(db, "realtime-dev-connections", &pk).await);
+    }
+    items
+}
+
 /// 1,000 clients connecting at once, then all closing at once: every `$connect` is answered
 /// (accepted or a clear status), every `$disconnect` runs exactly once, and DynamoDB holds no
 /// record of a closed connection afterwards.
@@ -164,7 +182,20 @@ async fn a_storm_of_connects_and_closes_leaves_nothing_behind() {
     }
     let accepted = sockets.len();
     let db = local_gateway::tables::local_client(gateway.dynamodb_endpoint(), "us-east-1");
-    let lobby = partition(&db, "realtime-dev-connections", "ROOM#lobby").await;
+    let lobby = lobby_items(&db).await;
+    // The lobby's hottest shard: what one partition key took during the storm.
+    let partitions = gateway.hot_partitions();
+    let hottest_lobby_wcu = partitions
+        .partitions
+        .iter()
+        .filter(|peak| peak.key.starts_with("ROOM#lobby"))
+        .map(|peak| peak.write_units)
+        .fold(0.0, f64::max);
+    let lobby_keys = partitions
+        .partitions
+        .iter()
+        .filter(|peak| peak.key.starts_with("ROOM#lobby"))
+        .count();
     let ids: Vec<String> = lobby
         .iter()
         .filter_map(|item| item.get("connectionId")?.as_s().ok().cloned())
@@ -176,9 +207,7 @@ async fn a_storm_of_connects_and_closes_leaves_nothing_behind() {
     let disconnect_fn = real_function_id("disconnect");
     let mut left = usize::MAX;
     for _ in 0..600 {
-        left = partition(&db, "realtime-dev-connections", "ROOM#lobby")
-            .await
-            .len();
+        left = lobby_items(&db).await.len();
         let disconnects = gateway.invocation_count(&disconnect_fn).unwrap_or(0);
         if left == 0 && gateway.connection_count() == 0 && disconnects >= accepted as u64 {
             break;
@@ -205,6 +234,9 @@ async fn a_storm_of_connects_and_closes_leaves_nothing_behind() {
         *disconnects_audited.entry(audited).or_default() += 1;
     }
     println!(
+        "storm: the lobby over {lobby_keys} keys, the hottest at {hottest_lobby_wcu:.0} WCU/s (limit 1,000)"
+    );
+    println!(
         "storm: {CLIENTS} connects: {accepted} accepted, refused {refusals:?}; {} in the lobby; \
          {disconnects} $disconnect runs; audited disconnects per connection {disconnects_audited:?}; \
          {left} lobby and {records_left} connection records left",
@@ -223,6 +255,14 @@ async fn a_storm_of_connects_and_closes_leaves_nothing_behind() {
     assert_eq!(
         disconnects, accepted as u64,
         "one $disconnect per connection"
+    );
+    assert_eq!(
+        lobby_keys, LOBBY_SHARDS as usize,
+        "the lobby is spread over its shards"
+    );
+    assert!(
+        hottest_lobby_wcu < partitions.write_limit,
+        "no lobby key past DynamoDB's per-partition write limit: {hottest_lobby_wcu}"
     );
     assert_eq!(
         disconnects_audited,

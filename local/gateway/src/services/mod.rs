@@ -1,10 +1,16 @@
 //! The AWS services the handlers call, stood in for on one loopback port: DynamoDB (forwarded
-//! to DynamoDB Local) and Secrets Manager (served here). Both endpoint variables of every
-//! handler process point at it. Each request is told apart by its `X-Amz-Target`, and passes
+//! to DynamoDB Local), Secrets Manager and SQS (served here). Every endpoint variable of the
+//! handler processes points at it. Each request is told apart by its `X-Amz-Target`, and passes
 //! the [`Guard`](crate::iam::Guard) (signature, then the caller's role) before it is served.
 
+pub mod capacity;
+mod consumption;
 pub mod dynamodb;
+pub mod partitions;
+mod rewrite;
+mod scopes;
 pub mod secrets;
+pub mod sqs;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -24,6 +30,7 @@ use crate::iam::sigv4::SignedRequest;
 use crate::iam::Guard;
 use dynamodb::DynamoDbProxy;
 use secrets::SecretStore;
+use sqs::queues::Queues;
 
 const ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
@@ -37,12 +44,14 @@ struct Services {
     guard: Arc<Guard>,
     secrets: Arc<SecretStore>,
     dynamodb: DynamoDbProxy,
+    queues: Arc<Queues>,
     port: u16,
 }
 
 /// The running stand-ins.
 pub(crate) struct AwsServices {
-    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL_DYNAMODB` and `..._SECRETS_MANAGER`.
+    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL_DYNAMODB`, `..._SECRETS_MANAGER` and
+    /// `..._SQS`.
     pub(crate) endpoint: String,
     /// The secrets, for the tokens the gateway signs itself.
     pub(crate) secrets: Arc<SecretStore>,
@@ -50,19 +59,29 @@ pub(crate) struct AwsServices {
 }
 
 impl AwsServices {
-    /// Serves both on a free loopback port; DynamoDB calls go on to `dynamodb_endpoint`.
+    /// A free loopback port for the services, taken before the template is read: queue URLs
+    /// name it.
+    pub(crate) async fn bind() -> std::io::Result<TcpListener> {
+        TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await
+    }
+
+    /// Serves them all on `listener` (from [`AwsServices::bind`]); DynamoDB calls go on to
+    /// `dynamodb_endpoint`, counted per partition key into `partitions`.
     pub(crate) async fn start(
+        listener: TcpListener,
         guard: Arc<Guard>,
         secrets: SecretStore,
         dynamodb_endpoint: &str,
+        partitions: Arc<partitions::Partitions>,
+        queues: Arc<Queues>,
     ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
         let port = listener.local_addr()?.port();
         let secrets = Arc::new(secrets);
         let services = Arc::new(Services {
             guard,
             secrets: secrets.clone(),
-            dynamodb: DynamoDbProxy::new(dynamodb_endpoint),
+            dynamodb: DynamoDbProxy::new(dynamodb_endpoint, partitions),
+            queues,
             port,
         });
         let app = Router::new()
@@ -134,6 +153,8 @@ async fn handle(
             .dynamodb
             .handle(&services.guard, &target, &request, &body)
             .await
+    } else if target.starts_with(sqs::TARGET_PREFIX) {
+        sqs::handle(&services.queues, &services.guard, &target, &request)
     } else {
         secrets::handle(&services.secrets, &services.guard, &request)
     }
