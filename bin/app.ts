@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The CDK app: `npx cdk synth|diff|deploy -c stage=NAME` (default dev). Only this file reads the environment.
 import { App } from 'aws-cdk-lib';
-import { StageSettingsError } from '../cdk/stages';
+import { StageSettingsError, stageSettingsFromContext } from '../cdk/stages';
 import { buildRealtimeApp } from '../lib/realtime-app';
 import { authNoneWarning } from '../lib/realtime-stack';
 
@@ -10,7 +10,9 @@ const skipBundling = process.env.SKIP_BUNDLING === '1';
 const app = new App(skipBundling ? { postCliContext: { 'aws:cdk:bundling-stacks': [] } } : {});
 
 try {
-  const stack = buildRealtimeApp(app);
+  // The stage's settings are validated here, before any construct sees them.
+  const settings = stageSettingsFromContext(app);
+  const stack = buildRealtimeApp(app, settings);
   const requested = app.node.tryGetContext('architecture');
   if (requested !== undefined) {
     process.stderr.write(`NOTE: architecture overridden by context: ${stack.stackName} builds ${stack.settings.architecture}.\n`);

@@ -1,39 +1,25 @@
-// The deployment stages: typed settings, validated from the raw `stages` context of cdk.json.
-// Every error names the stage, the setting and the valid values, so a typo stops synth early.
-
-/** Lambda architectures a stage may choose. */
-export const ARCHITECTURES = ['arm64', 'x86_64'] as const;
-/** A Lambda architecture name as written in cdk.json. */
-export type ArchitectureName = (typeof ARCHITECTURES)[number];
-
-/** What happens to stateful resources (tables, log groups) when the stack is deleted. */
-export const REMOVAL_POLICIES = ['destroy', 'retain'] as const;
-/** A removal policy name as written in cdk.json. */
-export type RemovalPolicyName = (typeof REMOVAL_POLICIES)[number];
-
-/** Retention periods CloudWatch Logs accepts, in days (never-expire is deliberately not offered). */
-export const LOG_RETENTION_DAYS = [
-  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
-] as const;
-
-/** API Gateway cuts every integration off at 29 s, so a route handler may not run longer. */
-export const MAX_ROUTE_TIMEOUT_SECONDS = 29;
+// The deployment stages: the schema of cdk.json's `stages` context, validated with zod before
+// bin/app.ts builds a stack. Every error names the stage, the setting and the valid values, so a
+// typo stops synth early. The stack's own types (lib/) say what it takes; this file says what a
+// stage may write and what it gets when it writes nothing.
+import type { App } from 'aws-cdk-lib';
+import { z } from 'zod';
+import { AUTH_MODES, JWT_ALGORITHMS } from '../lib/connect-authorizer';
+import { ARCHITECTURES, LOG_RETENTION_DAYS, MAX_FUNCTION_TIMEOUT_SECONDS } from '../lib/handler-function';
+import { FANOUT_QUEUE_RETENTION_SECONDS } from '../lib/queued-fanout';
+import {
+  type ConnectionRateLimitSettings,
+  REMOVAL_POLICIES,
+  RESERVABLE_FUNCTIONS,
+  type RealtimeStackSettings,
+} from '../lib/realtime-stack';
+import { MAX_ROUTE_TIMEOUT_SECONDS } from '../lib/websocket-api';
 
 /** The stage used when no `-c stage=NAME` is given. */
 export const DEFAULT_STAGE = 'dev';
 
 /** Default bound on concurrent @connections posts per fan-out. */
 export const DEFAULT_FANOUT_CONCURRENCY = 64;
-
-/** How `$connect` authenticates clients: a JWT checked by the authorizer, or nobody (an open API). */
-export const AUTH_MODES = ['hs256', 'jwks', 'none'] as const;
-/** An auth mode name as written in cdk.json. */
-export type AuthModeName = (typeof AUTH_MODES)[number];
-
-/** The signature algorithms a JWKS stage may accept (one per stage: no algorithm confusion). */
-export const JWT_ALGORITHMS = ['RS256', 'ES256'] as const;
-/** A JWKS signature algorithm. */
-export type JwtAlgorithmName = (typeof JWT_ALGORITHMS)[number];
 
 /** The per-connection token bucket when cdk.json does not set one: 10 messages a second, bursts of 20. */
 export const DEFAULT_CONNECTION_RATE_LIMIT: ConnectionRateLimitSettings = { perSecond: 10, burst: 20 };
@@ -44,154 +30,30 @@ export const DEFAULT_MAX_ROOMS_PER_CONNECTION = 50;
 /** Default age, in seconds, under which a connection's 410 does not delete its records. */
 export const DEFAULT_NEW_CONNECTION_GRACE_SECONDS = 30;
 
-/** The functions a stage may reserve concurrency for, by cargo binary name. */
-export const RESERVABLE_FUNCTIONS = ['connect', 'disconnect', 'message', 'authorizer'] as const;
-/** A function a stage may reserve concurrency for. */
-export type ReservableFunctionName = (typeof RESERVABLE_FUNCTIONS)[number];
-
 /** The stage's auth when cdk.json does not set one: secure by default, never `none`. */
-export const DEFAULT_AUTH: AuthSettings = { mode: 'hs256' };
-
-/** HS256 tokens signed with a key the stack generates and keeps in Secrets Manager. */
-export interface Hs256AuthSettings {
-  readonly mode: 'hs256';
-  /** Required `iss` claim. @default - not checked */
-  readonly issuer?: string;
-  /** Required `aud` claim. @default - not checked */
-  readonly audience?: string;
-}
-
-/** RS256 or ES256 tokens of an identity provider that publishes its keys (e.g. a Cognito user pool). */
-export interface JwksAuthSettings {
-  readonly mode: 'jwks';
-  /** The https:// URL of the provider's JSON Web Key Set. */
-  readonly jwksUrl: string;
-  /** Required `iss` claim. */
-  readonly issuer: string;
-  /** Required `aud` claim (for Cognito: the app client id). */
-  readonly audience: string;
-  /** The one algorithm accepted. @default 'RS256' */
-  readonly algorithm: JwtAlgorithmName;
-}
-
-/** No authorizer: anyone who knows the URL may connect (synth warns). */
-export interface NoAuthSettings {
-  readonly mode: 'none';
-}
-
-/** Who may connect to a stage. */
-export type AuthSettings = Hs256AuthSettings | JwksAuthSettings | NoAuthSettings;
-
-/** A custom domain for the WebSocket endpoint, with an ACM certificate in the stack's region. */
-export interface CustomDomainSettings {
-  /** The host name clients connect to, e.g. `ws.example.com`. */
-  readonly domainName: string;
-  /** ARN of a regional ACM certificate covering `domainName`. */
-  readonly certificateArn: string;
-}
-
-/** Stage throttling applied to every route (API Gateway default route settings). */
-export interface ThrottlingSettings {
-  /** Steady-state requests per second. */
-  readonly rateLimit: number;
-  /** Burst bucket size in requests. */
-  readonly burstLimit: number;
-}
-
-/** A token bucket per connection, enforced by the message handler on `sendmessage`, `whisper` and `join`. */
-export interface ConnectionRateLimitSettings {
-  /** Tokens refilled per second (fractions allowed: 0.5 is one every two seconds). */
-  readonly perSecond: number;
-  /** Bucket size: how many such actions a connection may send at once. */
-  readonly burst: number;
-}
+export const DEFAULT_AUTH = { mode: 'hs256' } as const;
 
 /**
- * Lambda reserved concurrent executions per function: a cap that also guarantees that much
- * capacity. Reservations come out of the account's pool, which must keep 100 unreserved.
+ * Room shards when cdk.json names none: the lobby, which every `$connect` writes, over 8 keys
+ * (the handlers' own default, `lambdas/core/src/shards.rs`). A stage's `roomShards` replaces it.
  */
-export type ReservedConcurrencySettings = Readonly<Partial<Record<ReservableFunctionName, number>>>;
+export const DEFAULT_ROOM_SHARDS: Readonly<Record<string, number>> = { lobby: 8 };
 
-/** The validated settings of one stage. */
-export interface StageSettings {
-  /** Stage name; part of the stack name and of every resource name. */
-  readonly name: string;
-  /** AWS account to deploy to. @default - environment-agnostic (the CLI's credentials decide) */
-  readonly account?: string;
-  /** AWS region to deploy to. @default - environment-agnostic (the CLI's credentials decide) */
-  readonly region?: string;
-  /** Lambda architecture. @default 'arm64' */
-  readonly architecture: ArchitectureName;
-  /** Lambda memory in MB (128 to 10240). */
-  readonly memoryMb: number;
-  /** Lambda timeout in seconds (1 to 29: the API Gateway integration limit). */
-  readonly timeoutSeconds: number;
-  /** Retention of the function and access log groups, one of LOG_RETENTION_DAYS. */
-  readonly logRetentionDays: number;
-  /** Days an audit record lives before its TTL expires it (1 to 3650). */
-  readonly auditRetentionDays: number;
-  /** Stage-wide route throttling. */
-  readonly throttling: ThrottlingSettings;
-  /** Fate of tables and log groups on stack deletion. */
-  readonly removalPolicy: RemovalPolicyName;
-  /** DynamoDB point-in-time recovery on both tables. */
-  readonly pointInTimeRecovery: boolean;
-  /** DynamoDB deletion protection on both tables. */
-  readonly deletionProtection: boolean;
-  /** X-Ray active tracing on the functions. */
-  readonly tracing: boolean;
-  /** Bound on concurrent @connections posts in one fan-out. @default 64 */
-  readonly fanoutConcurrency: number;
-  /** Per-connection rate limit on `sendmessage`, `whisper` and `join`. @default { perSecond: 10, burst: 20 } */
-  readonly connectionRateLimit: ConnectionRateLimitSettings;
-  /** Rooms one connection may be in, the lobby included (1 to 500). @default 50 */
-  readonly maxRoomsPerConnection: number;
-  /**
-   * Seconds after registration during which a @connections 410 does not delete a connection's
-   * records: API Gateway answers 410 while a connection's `$connect` is still finishing (0 to 3600).
-   * @default 30
-   */
-  readonly newConnectionGraceSeconds: number;
-  /** Reserved concurrent executions of the functions named. @default {} - no function reserved */
-  readonly reservedConcurrency: ReservedConcurrencySettings;
-  /** E-mail address subscribed to the alarm topic. @default - alarms without a notification topic */
-  readonly alarmEmail?: string;
-  /** Custom domain of the WebSocket endpoint. @default - the execute-api endpoint only */
-  readonly customDomain?: CustomDomainSettings;
-  /**
-   * Whether this stack sets API Gateway's account-wide CloudWatch Logs role, which WebSocket access
-   * logging requires. Account-level: let one stage per account and region own it.
-   * @default false
-   */
-  readonly manageApiGatewayAccountRole: boolean;
-  /** Who may connect: the `$connect` authorizer's mode. @default { mode: 'hs256' } */
-  readonly auth: AuthSettings;
-}
+/** The most shards a room may have (`MAX_SHARDS` of `lambdas/core/src/shards.rs`). */
+export const MAX_ROOM_SHARDS = 1000;
 
-/** Every key a stage may set in cdk.json. */
-const SETTING_KEYS: readonly (keyof StageSettings)[] = [
-  'account',
-  'region',
-  'architecture',
-  'memoryMb',
-  'timeoutSeconds',
-  'logRetentionDays',
-  'auditRetentionDays',
-  'throttling',
-  'removalPolicy',
-  'pointInTimeRecovery',
-  'deletionProtection',
-  'tracing',
-  'fanoutConcurrency',
-  'connectionRateLimit',
-  'maxRoomsPerConnection',
-  'newConnectionGraceSeconds',
-  'reservedConcurrency',
-  'alarmEmail',
-  'customDomain',
-  'manageApiGatewayAccountRole',
-  'auth',
-];
+/** The queued fan-out tier when cdk.json does not size it. */
+export const DEFAULT_QUEUED_FANOUT = {
+  aboveMembers: 1000,
+  postsPerSecond: 5000,
+  // API Gateway's default account-wide throttle, in requests per second.
+  accountPostsPerSecond: 10000,
+  maxConcurrency: 10,
+  batchSize: 4,
+  maxReceiveCount: 3,
+  timeoutSeconds: 60,
+  ageAlarmSeconds: 30,
+} as const;
 
 const STAGE_NAME = /^[a-z][a-z0-9-]{0,19}$/;
 const ACCOUNT = /^\d{12}$/;
@@ -202,6 +64,11 @@ const DOMAIN_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{
 const CLAIM = /^\S{1,1024}$/;
 const CLAIM_DESCRIPTION = 'a non-empty string without whitespace (at most 1024 characters)';
 const CERTIFICATE_ARN = /^arn:aws[a-z-]*:acm:([a-z]{2}(-[a-z]+)+-\d):\d{12}:certificate\/[A-Za-z0-9-]+$/;
+// `Room::parse` (lambdas/core/src/model.rs): 1 to 64 of [A-Za-z0-9_-]. A trailing `*` makes it a
+// prefix; `*` alone (the empty prefix) is every room, as `RoomShards::parse` accepts.
+const ROOM_SHARD_KEY = /^(?:[A-Za-z0-9_-]{1,64}|[A-Za-z0-9_-]{0,64}\*)$/;
+const ROOM_SHARD_KEY_DESCRIPTION =
+  'room names of 1 to 64 letters, digits, "_" or "-", each optionally followed by "*" for every room that starts with it ("*" alone: every room)';
 
 /** Raised for any invalid stage or setting; the message says what is valid. */
 export class StageSettingsError extends Error {
@@ -211,195 +78,259 @@ export class StageSettingsError extends Error {
   }
 }
 
-type RawObject = Readonly<Record<string, unknown>>;
-
-function isObject(value: unknown): value is RawObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+type Path = readonly PropertyKey[];
 
 function show(value: unknown): string {
   return JSON.stringify(value) ?? String(value);
 }
 
-/** Reads the settings of one stage, naming the stage and the setting in every error. */
-class SettingReader {
-  constructor(
-    private readonly stage: string,
-    private readonly raw: RawObject,
-    private readonly prefix = '',
-  ) {}
+function settingName(path: Path): string {
+  return path.map(String).join('.');
+}
 
-  fail(key: string, expected: string): never {
-    throw new StageSettingsError(
-      `Stage "${this.stage}": setting "${this.prefix}${key}" must be ${expected}; got ${show(this.raw[key])}.`,
+/** The sentence every invalid value gets (after `Stage "NAME": `). */
+function mustBe(path: Path, expected: string, got: unknown): string {
+  return `setting "${settingName(path)}" must be ${expected}; got ${show(got)}.`;
+}
+
+/** Zod's error option: whatever is wrong with the value, say the setting must be `expected`. */
+function expecting(expected: string): { error: z.core.$ZodErrorMap } {
+  return { error: (issue) => mustBe(issue.path ?? [], expected, issue.input) };
+}
+
+function integer(min: number, max: number) {
+  const e = expecting(`an integer from ${min} to ${max}`);
+  return z.int(e).min(min, e).max(max, e);
+}
+
+function atLeast(min: number) {
+  const e = expecting(`an integer of at least ${min}`);
+  return z.int(e).min(min, e);
+}
+
+function positiveNumber(max: number) {
+  const e = expecting(`a number greater than 0 and at most ${max}`);
+  return z.number(e).gt(0, e).max(max, e);
+}
+
+function boolean() {
+  return z.boolean(expecting('true or false'));
+}
+
+function pattern(regex: RegExp, description: string) {
+  const e = expecting(description);
+  return z.string(e).regex(regex, e);
+}
+
+function isHttpsUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    const credentials = url.username !== '' || url.password !== '';
+    return url.protocol === 'https:' && url.hostname !== '' && !credentials && !/\s/.test(value);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * An object of settings that rejects unknown keys, naming the valid ones. `expected` replaces
+ * `an object with KEYS` when some keys are optional; `qualifier` says when the valid keys depend
+ * on another setting, e.g. `with mode "hs256"`.
+ */
+function settingsObject<Shape extends z.core.$ZodLooseShape>(
+  shape: Shape,
+  options: { readonly expected?: string; readonly qualifier?: string } = {},
+) {
+  const keys = Object.keys(shape);
+  const expected = options.expected ?? `an object with ${keys.join(', ')}`;
+  return z.strictObject(shape, {
+    error: (issue) => {
+      const path = issue.path ?? [];
+      if (issue.code !== 'unrecognized_keys') {
+        return mustBe(path, expected, issue.input);
+      }
+      const prefix = path.length === 0 ? '' : `${settingName(path)}.`;
+      const qualifier = options.qualifier === undefined ? '' : ` ${options.qualifier}`;
+      return `unknown setting "${prefix}${issue.keys[0]}"${qualifier}; valid settings: ${keys
+        .map((key) => prefix + key)
+        .join(', ')}.`;
+    },
+  });
+}
+
+const claim = (when = '') => pattern(CLAIM, `${CLAIM_DESCRIPTION}${when}`);
+
+const hs256Auth = settingsObject(
+  { mode: z.literal('hs256'), issuer: claim().optional(), audience: claim().optional() },
+  { qualifier: 'with mode "hs256"' },
+);
+
+const jwksUrlDescription =
+  'an https:// URL of a JSON Web Key Set, such as "https://cognito-idp.eu-west-1.amazonaws.com/POOL_ID/.well-known/jwks.json", when mode is "jwks"';
+const jwksAuth = settingsObject(
+  {
+    mode: z.literal('jwks'),
+    jwksUrl: z.string(expecting(jwksUrlDescription)).refine(isHttpsUrl, expecting(jwksUrlDescription)),
+    issuer: claim(' when mode is "jwks" (the required "iss" claim)'),
+    audience: claim(' when mode is "jwks" (the required "aud" claim)'),
+    algorithm: z.enum(JWT_ALGORITHMS, expecting(`one of ${JWT_ALGORITHMS.join(', ')}`)).default('RS256'),
+  },
+  { qualifier: 'with mode "jwks"' },
+);
+
+const noAuth = settingsObject({ mode: z.literal('none') }, { qualifier: 'with mode "none"' });
+
+// The mode is read first, so that a bad one is named as such; it then decides which keys exist.
+const auth = z
+  .looseObject(
+    { mode: z.enum(AUTH_MODES, expecting(`one of ${AUTH_MODES.join(', ')}`)) },
+    expecting('an object with mode, jwksUrl, issuer, audience, algorithm'),
+  )
+  .pipe(z.discriminatedUnion('mode', [hs256Auth, jwksAuth, noAuth]));
+
+const reservation = integer(1, 10000).optional();
+
+// zod reports a bad key as the record's issue, at roomShards.KEY with the key as input.
+const roomShards = z
+  .record(z.string().regex(ROOM_SHARD_KEY), integer(1, MAX_ROOM_SHARDS), {
+    error: (issue) => {
+      const path = issue.path ?? [];
+      return issue.code === 'invalid_key'
+        ? mustBe(path.slice(0, -1), `keyed by ${ROOM_SHARD_KEY_DESCRIPTION}`, issue.input)
+        : mustBe(
+            path,
+            'an object of room name (or prefix*) to shard count, such as {"lobby":8,"live-*":64}',
+            issue.input,
+          );
+    },
+  })
+  .default({ ...DEFAULT_ROOM_SHARDS });
+
+const queuedFanout = settingsObject(
+  {
+    aboveMembers: atLeast(1).default(DEFAULT_QUEUED_FANOUT.aboveMembers),
+    postsPerSecond: atLeast(1).default(DEFAULT_QUEUED_FANOUT.postsPerSecond),
+    accountPostsPerSecond: atLeast(1).default(DEFAULT_QUEUED_FANOUT.accountPostsPerSecond),
+    // Lambda's limits on an SQS event source's maximum concurrency.
+    maxConcurrency: integer(2, 1000).default(DEFAULT_QUEUED_FANOUT.maxConcurrency),
+    batchSize: integer(1, 10).default(DEFAULT_QUEUED_FANOUT.batchSize),
+    maxReceiveCount: integer(1, 1000).default(DEFAULT_QUEUED_FANOUT.maxReceiveCount),
+    timeoutSeconds: integer(1, MAX_FUNCTION_TIMEOUT_SECONDS).default(DEFAULT_QUEUED_FANOUT.timeoutSeconds),
+    // An age the queue can reach: it keeps a job no longer than this.
+    ageAlarmSeconds: integer(1, FANOUT_QUEUE_RETENTION_SECONDS).default(DEFAULT_QUEUED_FANOUT.ageAlarmSeconds),
+  },
+  { expected: `an object with any of ${Object.keys(DEFAULT_QUEUED_FANOUT).join(', ')}` },
+);
+
+/** One stage's settings as cdk.json writes them (the stage's name is its key there). */
+const STAGE_SETTINGS = settingsObject({
+  account: pattern(ACCOUNT, 'a 12-digit AWS account id').optional(),
+  region: pattern(REGION, 'an AWS region name such as "eu-west-1"').optional(),
+  architecture: z.enum(ARCHITECTURES, expecting(`one of ${ARCHITECTURES.join(', ')}`)).default('arm64'),
+  memoryMb: integer(128, 10240),
+  timeoutSeconds: integer(1, MAX_ROUTE_TIMEOUT_SECONDS),
+  logRetentionDays: z.literal(LOG_RETENTION_DAYS, expecting(`one of ${LOG_RETENTION_DAYS.join(', ')}`)),
+  auditRetentionDays: integer(1, 3650),
+  // The account-wide API Gateway quota is 10,000 requests/s with a burst of 5,000.
+  throttling: settingsObject({ rateLimit: positiveNumber(10000), burstLimit: integer(1, 5000) }),
+  removalPolicy: z.enum(REMOVAL_POLICIES, expecting(`one of ${REMOVAL_POLICIES.join(', ')}`)),
+  pointInTimeRecovery: boolean(),
+  deletionProtection: boolean(),
+  tracing: boolean(),
+  fanoutConcurrency: integer(1, 1024).default(DEFAULT_FANOUT_CONCURRENCY),
+  connectionRateLimit: settingsObject({ perSecond: positiveNumber(1000), burst: integer(1, 1000) }).default({
+    ...DEFAULT_CONNECTION_RATE_LIMIT,
+  }),
+  maxRoomsPerConnection: integer(1, 500).default(DEFAULT_MAX_ROOMS_PER_CONNECTION),
+  newConnectionGraceSeconds: integer(0, 3600).default(DEFAULT_NEW_CONNECTION_GRACE_SECONDS),
+  reservedConcurrency: settingsObject(
+    {
+      connect: reservation,
+      disconnect: reservation,
+      message: reservation,
+      fanout: reservation,
+      authorizer: reservation,
+    },
+    { expected: `an object with any of ${RESERVABLE_FUNCTIONS.join(', ')}` },
+  ).default({}),
+  alarmEmail: pattern(EMAIL, 'an e-mail address').optional(),
+  customDomain: settingsObject({
+    domainName: pattern(DOMAIN_NAME, 'a lower-case DNS host name such as "ws.example.com"'),
+    certificateArn: pattern(
+      CERTIFICATE_ARN,
+      'an ACM certificate ARN such as "arn:aws:acm:eu-west-1:123456789012:certificate/UUID"',
+    ),
+  }).optional(),
+  manageApiGatewayAccountRole: boolean().default(false),
+  auth: auth.default({ ...DEFAULT_AUTH }),
+  roomShards,
+  queuedFanout: queuedFanout.prefault({}),
+}).superRefine((stage, ctx) => {
+  // Rules between settings; each names the setting to change and why.
+  const fail = (path: Path, expected: string, got: unknown) =>
+    ctx.addIssue({ code: 'custom', path: [...path], input: got, message: mustBe(path, expected, got) });
+
+  const certificateRegion =
+    stage.customDomain === undefined ? undefined : CERTIFICATE_ARN.exec(stage.customDomain.certificateArn)?.[1];
+  if (stage.region !== undefined && certificateRegion !== undefined && certificateRegion !== stage.region) {
+    fail(
+      ['customDomain', 'certificateArn'],
+      `a certificate in the stage's region ${stage.region} (regional endpoint)`,
+      stage.customDomain?.certificateArn,
     );
   }
-
-  has(key: string): boolean {
-    return this.raw[key] !== undefined;
-  }
-
-  integer(key: string, min: number, max: number, fallback?: number): number {
-    const value = this.raw[key] ?? fallback;
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-      this.fail(key, `an integer from ${min} to ${max}`);
-    }
-    return value;
-  }
-
-  positiveNumber(key: string, max: number): number {
-    const value = this.raw[key];
-    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > max) {
-      this.fail(key, `a number greater than 0 and at most ${max}`);
-    }
-    return value;
-  }
-
-  boolean(key: string, fallback?: boolean): boolean {
-    const value = this.raw[key] ?? fallback;
-    if (typeof value !== 'boolean') {
-      this.fail(key, 'true or false');
-    }
-    return value;
-  }
-
-  oneOf<T extends string | number>(key: string, valid: readonly T[], fallback?: T): T {
-    const value = this.raw[key] ?? fallback;
-    const match = valid.find((candidate) => candidate === value);
-    if (match === undefined) {
-      this.fail(key, `one of ${valid.join(', ')}`);
-    }
-    return match;
-  }
-
-  pattern(key: string, regex: RegExp, description: string): string {
-    const value = this.raw[key];
-    if (typeof value !== 'string' || !regex.test(value)) {
-      this.fail(key, description);
-    }
-    return value;
-  }
-
-  optionalPattern(key: string, regex: RegExp, description: string): string | undefined {
-    return this.has(key) ? this.pattern(key, regex, description) : undefined;
-  }
-
-  /** `expected` replaces `an object with KEYS` when some keys are optional. */
-  nested(key: string, keys: readonly string[], expected = `an object with ${keys.join(', ')}`): SettingReader {
-    const value = this.raw[key];
-    if (!isObject(value)) {
-      this.fail(key, expected);
-    }
-    const reader = new SettingReader(this.stage, value, `${this.prefix}${key}.`);
-    reader.rejectUnknown(keys);
-    return reader;
-  }
-
-  /** `qualifier` says when the valid keys depend on another setting, e.g. `with mode "hs256"`. */
-  rejectUnknown(keys: readonly string[], qualifier?: string): void {
-    const unknown = Object.keys(this.raw).filter((key) => !keys.includes(key));
-    if (unknown.length > 0) {
-      throw new StageSettingsError(
-        `Stage "${this.stage}": unknown setting "${this.prefix}${unknown[0]}"${
-          qualifier === undefined ? '' : ` ${qualifier}`
-        }; valid settings: ${keys.map((key) => this.prefix + key).join(', ')}.`,
-      );
-    }
-  }
-
-  httpsUrl(key: string, description: string): string {
-    const value = this.raw[key];
-    let url: URL | undefined;
-    try {
-      url = typeof value === 'string' ? new URL(value) : undefined;
-    } catch {
-      url = undefined;
-    }
-    if (
-      typeof value !== 'string' ||
-      url === undefined ||
-      url.protocol !== 'https:' ||
-      url.hostname === '' ||
-      url.username !== '' ||
-      url.password !== '' ||
-      /\s/.test(value)
-    ) {
-      this.fail(key, description);
-    }
-    return value;
-  }
-}
-
-/** The `auth` setting: its mode decides which other keys exist and which are required. */
-function parseAuth(read: SettingReader): AuthSettings {
-  if (!read.has('auth')) {
-    return DEFAULT_AUTH;
-  }
-  const auth = read.nested('auth', ['mode', 'jwksUrl', 'issuer', 'audience', 'algorithm']);
-  const mode = auth.oneOf('mode', AUTH_MODES);
-  const qualifier = `with mode "${mode}"`;
-  switch (mode) {
-    case 'hs256': {
-      auth.rejectUnknown(['mode', 'issuer', 'audience'], qualifier);
-      return {
-        mode,
-        issuer: auth.has('issuer') ? auth.pattern('issuer', CLAIM, CLAIM_DESCRIPTION) : undefined,
-        audience: auth.has('audience') ? auth.pattern('audience', CLAIM, CLAIM_DESCRIPTION) : undefined,
-      };
-    }
-    case 'jwks': {
-      auth.rejectUnknown(['mode', 'jwksUrl', 'issuer', 'audience', 'algorithm'], qualifier);
-      return {
-        mode,
-        jwksUrl: auth.httpsUrl(
-          'jwksUrl',
-          'an https:// URL of a JSON Web Key Set, such as "https://cognito-idp.eu-west-1.amazonaws.com/POOL_ID/.well-known/jwks.json", when mode is "jwks"',
-        ),
-        issuer: auth.pattern('issuer', CLAIM, `${CLAIM_DESCRIPTION} when mode is "jwks" (the required "iss" claim)`),
-        audience: auth.pattern('audience', CLAIM, `${CLAIM_DESCRIPTION} when mode is "jwks" (the required "aud" claim)`),
-        algorithm: auth.oneOf('algorithm', JWT_ALGORITHMS, 'RS256'),
-      };
-    }
-    case 'none': {
-      auth.rejectUnknown(['mode'], qualifier);
-      return { mode };
-    }
-  }
-}
-
-/** The `connectionRateLimit` setting: both keys, or the default when absent. */
-function parseConnectionRateLimit(read: SettingReader): ConnectionRateLimitSettings {
-  if (!read.has('connectionRateLimit')) {
-    return DEFAULT_CONNECTION_RATE_LIMIT;
-  }
-  const limit = read.nested('connectionRateLimit', ['perSecond', 'burst']);
-  return {
-    perSecond: limit.positiveNumber('perSecond', 1000),
-    burst: limit.integer('burst', 1, 1000),
-  };
-}
-
-/** The `reservedConcurrency` setting: only the functions it names, each within Lambda's range. */
-function parseReservedConcurrency(read: SettingReader, auth: AuthSettings): ReservedConcurrencySettings {
-  if (!read.has('reservedConcurrency')) {
-    return {};
-  }
-  const reader = read.nested(
-    'reservedConcurrency',
-    RESERVABLE_FUNCTIONS,
-    `an object with any of ${RESERVABLE_FUNCTIONS.join(', ')}`,
-  );
-  const reserved: Partial<Record<ReservableFunctionName, number>> = {};
-  for (const name of RESERVABLE_FUNCTIONS) {
-    if (reader.has(name)) {
-      reserved[name] = reader.integer(name, 1, 10000);
-    }
-  }
   // A reservation for a function the stage does not have is a leftover: say so rather than drop it.
-  if (auth.mode === 'none' && reserved.authorizer !== undefined) {
-    reader.fail('authorizer', 'absent when auth mode is "none" (the stage has no authorizer function)');
+  if (stage.auth.mode === 'none' && stage.reservedConcurrency.authorizer !== undefined) {
+    fail(
+      ['reservedConcurrency', 'authorizer'],
+      'absent when auth mode is "none" (the stage has no authorizer function)',
+      stage.reservedConcurrency.authorizer,
+    );
   }
-  return reserved;
+  const { maxConcurrency, postsPerSecond, accountPostsPerSecond } = stage.queuedFanout;
+  // Lambda throttles what the event source starts beyond the function's reservation.
+  const fanoutReserved = stage.reservedConcurrency.fanout;
+  if (fanoutReserved !== undefined && fanoutReserved < maxConcurrency) {
+    fail(
+      ['reservedConcurrency', 'fanout'],
+      `at least queuedFanout.maxConcurrency (${maxConcurrency}), or Lambda throttles the invocations the queue starts`,
+      fanoutReserved,
+    );
+  }
+  if (postsPerSecond > accountPostsPerSecond) {
+    fail(
+      ['queuedFanout', 'postsPerSecond'],
+      `at most queuedFanout.accountPostsPerSecond (${accountPostsPerSecond}): the account's API Gateway throttle, which every @connections post and route request shares`,
+      postsPerSecond,
+    );
+  }
+  if (stage.deletionProtection && stage.removalPolicy === 'destroy') {
+    fail(
+      ['deletionProtection'],
+      'false when removalPolicy is "destroy" (a protected table would make every stack deletion fail)',
+      stage.deletionProtection,
+    );
+  }
+});
+
+/** The validated settings of one stage. */
+export type StageSettings = z.infer<typeof STAGE_SETTINGS> & {
+  /** Stage name; part of the stack name and of every resource name. */
+  readonly name: string;
+};
+
+// The schema yields exactly what the stack takes: a setting the stack does not read, or one it
+// reads that the schema lacks, fails type-checking here.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Assert<T extends true> = T;
+/** Type-level proof that StageSettings and lib's RealtimeStackSettings are the same shape. */
+export type StageSettingsMatchStack = [
+  Assert<Same<StageSettings, RealtimeStackSettings>>,
+  Assert<Same<keyof StageSettings, keyof RealtimeStackSettings>>,
+];
+
+function isObject(value: unknown): value is Readonly<Record<string, unknown>> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Validates the raw settings of one stage and returns them typed, or throws a StageSettingsError. */
@@ -412,66 +343,14 @@ export function parseStageSettings(name: string, raw: unknown): StageSettings {
   if (!isObject(raw)) {
     throw new StageSettingsError(`Stage "${name}": settings must be an object; got ${show(raw)}.`);
   }
-  const read = new SettingReader(name, raw);
-  read.rejectUnknown(SETTING_KEYS);
-
-  const throttlingReader = read.nested('throttling', ['rateLimit', 'burstLimit']);
-  // The account-wide API Gateway quota is 10,000 requests/s with a burst of 5,000.
-  const throttling: ThrottlingSettings = {
-    rateLimit: throttlingReader.positiveNumber('rateLimit', 10000),
-    burstLimit: throttlingReader.integer('burstLimit', 1, 5000),
-  };
-
-  const region = read.optionalPattern('region', REGION, 'an AWS region name such as "eu-west-1"');
-  let customDomain: CustomDomainSettings | undefined;
-  if (read.has('customDomain')) {
-    const domainReader = read.nested('customDomain', ['domainName', 'certificateArn']);
-    const domainName = domainReader.pattern('domainName', DOMAIN_NAME, 'a lower-case DNS host name such as "ws.example.com"');
-    const certificateArn = domainReader.pattern(
-      'certificateArn',
-      CERTIFICATE_ARN,
-      'an ACM certificate ARN such as "arn:aws:acm:eu-west-1:123456789012:certificate/UUID"',
-    );
-    const certificateRegion = CERTIFICATE_ARN.exec(certificateArn)?.[1];
-    if (region !== undefined && certificateRegion !== region) {
-      domainReader.fail('certificateArn', `a certificate in the stage's region ${region} (regional endpoint)`);
-    }
-    customDomain = { domainName, certificateArn };
+  const result = STAGE_SETTINGS.safeParse(raw);
+  if (!result.success) {
+    // A misspelt key explains the missing one it was meant to be: report it first.
+    const { issues } = result.error;
+    const issue = issues.find((each) => each.code === 'unrecognized_keys') ?? issues[0];
+    throw new StageSettingsError(`Stage "${name}": ${issue.message}`);
   }
-
-  const auth = parseAuth(read);
-  const settings: StageSettings = {
-    name,
-    account: read.optionalPattern('account', ACCOUNT, 'a 12-digit AWS account id'),
-    region,
-    architecture: read.oneOf('architecture', ARCHITECTURES, 'arm64'),
-    memoryMb: read.integer('memoryMb', 128, 10240),
-    timeoutSeconds: read.integer('timeoutSeconds', 1, MAX_ROUTE_TIMEOUT_SECONDS),
-    logRetentionDays: read.oneOf('logRetentionDays', LOG_RETENTION_DAYS),
-    auditRetentionDays: read.integer('auditRetentionDays', 1, 3650),
-    throttling,
-    removalPolicy: read.oneOf('removalPolicy', REMOVAL_POLICIES),
-    pointInTimeRecovery: read.boolean('pointInTimeRecovery'),
-    deletionProtection: read.boolean('deletionProtection'),
-    tracing: read.boolean('tracing'),
-    fanoutConcurrency: read.integer('fanoutConcurrency', 1, 1024, DEFAULT_FANOUT_CONCURRENCY),
-    connectionRateLimit: parseConnectionRateLimit(read),
-    maxRoomsPerConnection: read.integer('maxRoomsPerConnection', 1, 500, DEFAULT_MAX_ROOMS_PER_CONNECTION),
-    newConnectionGraceSeconds: read.integer('newConnectionGraceSeconds', 0, 3600, DEFAULT_NEW_CONNECTION_GRACE_SECONDS),
-    reservedConcurrency: parseReservedConcurrency(read, auth),
-    alarmEmail: read.optionalPattern('alarmEmail', EMAIL, 'an e-mail address'),
-    customDomain,
-    manageApiGatewayAccountRole: read.boolean('manageApiGatewayAccountRole', false),
-    auth,
-  };
-
-  if (settings.deletionProtection && settings.removalPolicy === 'destroy') {
-    read.fail(
-      'deletionProtection',
-      'false when removalPolicy is "destroy" (a protected table would make every stack deletion fail)',
-    );
-  }
-  return settings;
+  return { name, ...result.data };
 }
 
 /** Validates every stage of the raw `stages` context and returns them by name. */
@@ -512,4 +391,14 @@ export function withArchitecture(settings: StageSettings, override: unknown): St
     );
   }
   return { ...settings, architecture };
+}
+
+/**
+ * The settings of the stage the app's context names (`-c stage=NAME`, default dev), from the
+ * `stages` context of cdk.json, with the `architecture` context override applied when set (for
+ * machines that cannot build the stage's architecture).
+ */
+export function stageSettingsFromContext(app: App): StageSettings {
+  const stage = resolveStage(app.node.tryGetContext('stages'), app.node.tryGetContext('stage'));
+  return withArchitecture(stage, app.node.tryGetContext('architecture'));
 }

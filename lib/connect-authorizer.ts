@@ -9,11 +9,50 @@ import {
 import { ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import type { Hs256AuthSettings, JwksAuthSettings, ReservableFunctionName, StageSettings } from '../cdk/stages';
-import { HandlerFunction } from './handler-function';
+import { HandlerFunction, type HandlerFunctionSettings } from './handler-function';
 
 /** The cargo binary of the `$connect` authorizer. */
-export const AUTHORIZER_BINARY = 'authorizer' satisfies ReservableFunctionName;
+export const AUTHORIZER_BINARY = 'authorizer';
+
+/** How `$connect` authenticates clients: a JWT checked by the authorizer, or nobody (an open API). */
+export const AUTH_MODES = ['hs256', 'jwks', 'none'] as const;
+/** An auth mode name. */
+export type AuthModeName = (typeof AUTH_MODES)[number];
+
+/** The signature algorithms a JWKS stage may accept (one per stage: no algorithm confusion). */
+export const JWT_ALGORITHMS = ['RS256', 'ES256'] as const;
+/** A JWKS signature algorithm. */
+export type JwtAlgorithmName = (typeof JWT_ALGORITHMS)[number];
+
+/** HS256 tokens signed with a key the stack generates and keeps in Secrets Manager. */
+export interface Hs256AuthSettings {
+  readonly mode: 'hs256';
+  /** Required `iss` claim. @default - not checked */
+  readonly issuer?: string;
+  /** Required `aud` claim. @default - not checked */
+  readonly audience?: string;
+}
+
+/** RS256 or ES256 tokens of an identity provider that publishes its keys (e.g. a Cognito user pool). */
+export interface JwksAuthSettings {
+  readonly mode: 'jwks';
+  /** The https:// URL of the provider's JSON Web Key Set. */
+  readonly jwksUrl: string;
+  /** Required `iss` claim. */
+  readonly issuer: string;
+  /** Required `aud` claim (for Cognito: the app client id). */
+  readonly audience: string;
+  /** The one algorithm accepted. */
+  readonly algorithm: JwtAlgorithmName;
+}
+
+/** No authorizer: anyone who knows the URL may connect (synth warns). */
+export interface NoAuthSettings {
+  readonly mode: 'none';
+}
+
+/** Who may connect to a stage. */
+export type AuthSettings = Hs256AuthSettings | JwksAuthSettings | NoAuthSettings;
 
 /**
  * Where API Gateway looks for the token. Browsers cannot set headers on a WebSocket, so the token
@@ -26,8 +65,8 @@ export const JWT_SECRET_LENGTH = 64;
 
 /** Properties of a ConnectAuthorizer. */
 export interface ConnectAuthorizerProps {
-  /** The stage's validated settings: name, sizing, tracing, log retention. */
-  readonly settings: StageSettings;
+  /** The stage's name, sizing, tracing and log retention. */
+  readonly settings: HandlerFunctionSettings;
   /** The stage's auth (never `none`: then there is no authorizer at all). */
   readonly auth: Hs256AuthSettings | JwksAuthSettings;
   /** The WebSocket API whose `$connect` this authorizes. */
@@ -36,6 +75,8 @@ export interface ConnectAuthorizerProps {
   readonly manifestPath: string;
   /** Fate of the secret and the log group on stack deletion. */
   readonly removalPolicy: RemovalPolicy;
+  /** Reserved concurrent executions of the authorizer function. @default - none (unreserved) */
+  readonly reservedConcurrency?: number;
 }
 
 /**
@@ -96,7 +137,7 @@ export class ConnectAuthorizer extends Construct implements IWebSocketRouteAutho
       manifestPath: props.manifestPath,
       environment,
       removalPolicy: props.removalPolicy,
-      reservedConcurrency: settings.reservedConcurrency.authorizer,
+      reservedConcurrency: props.reservedConcurrency,
     });
     if (this.secret !== undefined) {
       // Exactly the one call the authorizer makes at init; the AWS-managed key needs no KMS grant.

@@ -14,16 +14,52 @@ import { ManagedPolicy, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { flattenCfnReference } from 'cdk-nag/lib/utils/flatten-cfn-reference';
 import { Construct } from 'constructs';
-import type { StageSettings } from '../cdk/stages';
+import type { LogRetentionDays } from './handler-function';
 import { ROUTE_SELECTION_EXPRESSION } from './routes';
+
+/** API Gateway cuts every integration off at 29 s, so a route handler may not run longer. */
+export const MAX_ROUTE_TIMEOUT_SECONDS = 29;
 
 /** The connection's lifecycle routes: one-way, since nothing they return is meant for the client. */
 const CONNECTION_ROUTES: readonly string[] = ['$connect', '$disconnect'];
 
+/** Stage throttling applied to every route (API Gateway default route settings). */
+export interface ThrottlingSettings {
+  /** Steady-state requests per second. */
+  readonly rateLimit: number;
+  /** Burst bucket size in requests. */
+  readonly burstLimit: number;
+}
+
+/** A custom domain for the WebSocket endpoint, with an ACM certificate in the stack's region. */
+export interface CustomDomainSettings {
+  /** The host name clients connect to, e.g. `ws.example.com`. */
+  readonly domainName: string;
+  /** ARN of a regional ACM certificate covering `domainName`. */
+  readonly certificateArn: string;
+}
+
+/** What the API takes from the stage. */
+export interface WebSocketApiSettings {
+  /** The stage's name: the API stage's name and part of the API and log group names. */
+  readonly name: string;
+  /** Stage-wide route throttling. */
+  readonly throttling: ThrottlingSettings;
+  /** Retention of the access log group. */
+  readonly logRetentionDays: LogRetentionDays;
+  /** Custom domain of the WebSocket endpoint. @default - the execute-api endpoint only */
+  readonly customDomain?: CustomDomainSettings;
+  /**
+   * Whether this stack sets API Gateway's account-wide CloudWatch Logs role, which WebSocket access
+   * logging requires. Account-level: let one stage per account and region own it.
+   */
+  readonly manageApiGatewayAccountRole: boolean;
+}
+
 /** Properties of a RealtimeWebSocketApi. */
 export interface RealtimeWebSocketApiProps {
-  /** The stage's validated settings: name, throttling, log retention, custom domain. */
-  readonly settings: StageSettings;
+  /** The stage's name, throttling, log retention, custom domain and account role choice. */
+  readonly settings: WebSocketApiSettings;
   /** Fate of the access log group on stack deletion. */
   readonly removalPolicy: RemovalPolicy;
 }
@@ -155,10 +191,9 @@ export class RealtimeWebSocketApi extends Construct {
     return route;
   }
 
-  /** The @connections endpoint, built from apiId, region and stage (never from a custom domain). */
+  /** The @connections endpoint: the execute-api host of the stage, never a custom domain. */
   get callbackUrl(): string {
-    const stack = Stack.of(this);
-    return `https://${this.api.apiId}.execute-api.${stack.region}.${stack.urlSuffix}/${this.stage.stageName}`;
+    return this.stage.callbackUrl;
   }
 
   /** ARN of POST on every connection of this stage: what a function needs to send to clients. */

@@ -1,9 +1,10 @@
 // Shared by the stack tests: synthesize a stage from cdk.json's real context, bundling skipped.
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { App, type CfnElement } from 'aws-cdk-lib';
+import { App, type CfnElement, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import type { IConstruct } from 'constructs';
+import { stageSettingsFromContext } from '../cdk/stages';
 import { buildRealtimeApp } from '../lib/realtime-app';
 import type { RealtimeStack } from '../lib/realtime-stack';
 
@@ -16,6 +17,11 @@ export const CDK_CONTEXT: Json = (JSON.parse(readFileSync(path.join(__dirname, '
 
 /** The raw `stages` object of cdk.json. */
 export const RAW_STAGES = CDK_CONTEXT.stages as Record<string, Json>;
+
+/** What bin/app.ts does: the stage the app's context names, validated, built into its stack. */
+export function buildStage(app: App): RealtimeStack {
+  return buildRealtimeApp(app, stageSettingsFromContext(app));
+}
 
 /** A synthesized stage: its app, stack and template. */
 export interface Synthesized {
@@ -33,7 +39,7 @@ export function synthStage(stage: string, overrides: Json = {}, context: Json = 
   const app = new App({
     context: { ...CDK_CONTEXT, ...context, stages, stage, 'aws:cdk:bundling-stacks': [] },
   });
-  const stack = buildRealtimeApp(app);
+  const stack = buildStage(app);
   return { app, stack, template: Template.fromStack(stack) };
 }
 
@@ -55,4 +61,50 @@ export function resourcesOf(template: Template, type: string): Record<string, Js
 /** The Properties of a resource. */
 export function propertiesOf(resource: Json): Json {
   return resource.Properties as Json;
+}
+
+/** The rule ids acknowledged on a construct itself (cdk-nag findings, warnings), with their reasons. */
+export function acknowledgedOn(construct: IConstruct): Record<string, string> {
+  const rules: Record<string, string> = {};
+  for (const entry of construct.node.metadata) {
+    if (entry.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY) {
+      for (const [id, reason] of Object.entries(entry.data as Record<string, string>)) {
+        // Acknowledgements are recorded as annotation rules: `Annotation::AwsSolutions-APIG4`.
+        rules[id.replace(/^Annotation::/, '')] = reason;
+      }
+    }
+  }
+  return rules;
+}
+
+/** The synthesized ARN of something in API `apiId` of this stack's account and region. */
+export function executeApiArn(apiId: string, ...tail: unknown[]): Json {
+  return {
+    'Fn::Join': [
+      '',
+      [
+        'arn:',
+        { Ref: 'AWS::Partition' },
+        ':execute-api:',
+        { Ref: 'AWS::Region' },
+        ':',
+        { Ref: 'AWS::AccountId' },
+        ':',
+        { Ref: apiId },
+        ...tail,
+      ],
+    ],
+  };
+}
+
+/** Every IAM statement that reaches a role: its inline policies and every AWS::IAM::Policy naming it. */
+export function statementsOf(s: Synthesized, roleId: string): Json[] {
+  const role = s.template.toJSON().Resources[roleId] as Json;
+  const inline = ((propertiesOf(role).Policies ?? []) as Json[]).flatMap(
+    (policy) => (policy.PolicyDocument as Json).Statement as Json[],
+  );
+  const attached = Object.values(resourcesOf(s.template, 'AWS::IAM::Policy'))
+    .filter((policy) => JSON.stringify(propertiesOf(policy).Roles).includes(`"${roleId}"`))
+    .flatMap((policy) => (propertiesOf(policy).PolicyDocument as Json).Statement as Json[]);
+  return [...inline, ...attached];
 }

@@ -1,16 +1,18 @@
+import { AUTH_MODES } from '../lib/connect-authorizer';
+import { LOG_RETENTION_DAYS } from '../lib/handler-function';
 import {
-  AUTH_MODES,
   DEFAULT_CONNECTION_RATE_LIMIT,
   DEFAULT_FANOUT_CONCURRENCY,
   DEFAULT_MAX_ROOMS_PER_CONNECTION,
   DEFAULT_NEW_CONNECTION_GRACE_SECONDS,
-  LOG_RETENTION_DAYS,
+  DEFAULT_QUEUED_FANOUT,
+  DEFAULT_ROOM_SHARDS,
   parseStageSettings,
   parseStages,
   resolveStage,
   StageSettingsError,
   withArchitecture,
-} from './stages';
+} from '../cdk/stages';
 import { RAW_STAGES, type Json } from './helpers';
 
 /** A minimal valid stage, for tests that break one setting at a time. */
@@ -57,6 +59,8 @@ describe('the stages of cdk.json', () => {
       connect: 100,
       disconnect: 100,
       message: 200,
+      // As many as the queue may start at once.
+      fanout: 10,
       authorizer: 100,
     });
     expect(resolveStage(RAW_STAGES, 'dev').reservedConcurrency).toEqual({});
@@ -70,6 +74,21 @@ describe('the stages of cdk.json', () => {
         newConnectionGraceSeconds: 30,
       });
     }
+  });
+
+  test('GIVEN dev and prod THEN both shard the lobby 8 ways', () => {
+    for (const settings of parseStages(RAW_STAGES).values()) {
+      expect(settings.roomShards).toEqual({ lobby: 8 });
+    }
+  });
+
+  test('GIVEN prod THEN its queued fan-out spells out the defaults; GIVEN dev THEN it takes a tenth of the rate on 2 invocations', () => {
+    expect(resolveStage(RAW_STAGES, 'prod').queuedFanout).toEqual(DEFAULT_QUEUED_FANOUT);
+    expect(resolveStage(RAW_STAGES, 'dev').queuedFanout).toEqual({
+      ...DEFAULT_QUEUED_FANOUT,
+      postsPerSecond: 500,
+      maxConcurrency: 2,
+    });
   });
 
   test('GIVEN every stage THEN it runs on arm64 and within the 29 s integration limit', () => {
@@ -137,6 +156,17 @@ describe('stage settings', () => {
       manageApiGatewayAccountRole: false,
       // Secure by default: a stage that says nothing about auth gets hs256, never none.
       auth: { mode: 'hs256' },
+      roomShards: { lobby: 8 },
+      queuedFanout: {
+        aboveMembers: 1000,
+        postsPerSecond: 5000,
+        accountPostsPerSecond: 10000,
+        maxConcurrency: 10,
+        batchSize: 4,
+        maxReceiveCount: 3,
+        timeoutSeconds: 60,
+        ageAlarmSeconds: 30,
+      },
     });
   });
 
@@ -158,6 +188,8 @@ describe('stage settings', () => {
       },
       manageApiGatewayAccountRole: true,
       auth: { mode: 'hs256', issuer: 'realtime-qa', audience: 'chat' },
+      roomShards: { 'live-*': 64 },
+      queuedFanout: { aboveMembers: 200, postsPerSecond: 300 },
     });
     expect(settings).toMatchObject({
       account: '123456789012',
@@ -172,6 +204,10 @@ describe('stage settings', () => {
       customDomain: { domainName: 'ws.example.com' },
       manageApiGatewayAccountRole: true,
       auth: { mode: 'hs256', issuer: 'realtime-qa', audience: 'chat' },
+      // A stage's rooms replace the default: the lobby is not sharded unless named.
+      roomShards: { 'live-*': 64 },
+      // Each queued setting not given keeps its default.
+      queuedFanout: { ...DEFAULT_QUEUED_FANOUT, aboveMembers: 200, postsPerSecond: 300 },
     });
     // Only the functions named are reserved.
     expect(settings.reservedConcurrency).toEqual({ message: 20, authorizer: 5 });
@@ -181,6 +217,17 @@ describe('stage settings', () => {
     expect(DEFAULT_CONNECTION_RATE_LIMIT).toEqual({ perSecond: 10, burst: 20 });
     expect(DEFAULT_MAX_ROOMS_PER_CONNECTION).toBe(50);
     expect(DEFAULT_NEW_CONNECTION_GRACE_SECONDS).toBe(30);
+    expect(DEFAULT_ROOM_SHARDS).toEqual({ lobby: 8 });
+    expect(DEFAULT_QUEUED_FANOUT).toEqual({
+      aboveMembers: 1000,
+      postsPerSecond: 5000,
+      accountPostsPerSecond: 10000,
+      maxConcurrency: 10,
+      batchSize: 4,
+      maxReceiveCount: 3,
+      timeoutSeconds: 60,
+      ageAlarmSeconds: 30,
+    });
   });
 
   test.each<[string, Json, Json]>([
@@ -193,8 +240,8 @@ describe('stage settings', () => {
     ['an empty reservation', { reservedConcurrency: {} }, { reservedConcurrency: {} }],
     [
       'every function reserved at the bounds',
-      { reservedConcurrency: { connect: 1, disconnect: 10000, message: 200, authorizer: 100 } },
-      { reservedConcurrency: { connect: 1, disconnect: 10000, message: 200, authorizer: 100 } },
+      { reservedConcurrency: { connect: 1, disconnect: 10000, message: 200, fanout: 10, authorizer: 100 } },
+      { reservedConcurrency: { connect: 1, disconnect: 10000, message: 200, fanout: 10, authorizer: 100 } },
     ],
   ])('GIVEN %s WHEN parsed THEN it is kept', (_, override, expected) => {
     expect(parseStageSettings('qa', { ...VALID, ...override })).toMatchObject(expected);
@@ -246,8 +293,9 @@ describe('stage settings', () => {
     ['newConnectionGraceSeconds negative', { newConnectionGraceSeconds: -1 }, 'setting "newConnectionGraceSeconds" must be an integer from 0 to 3600; got -1'],
     ['newConnectionGraceSeconds too large', { newConnectionGraceSeconds: 3601 }, 'setting "newConnectionGraceSeconds" must be an integer from 0 to 3600; got 3601'],
     ['newConnectionGraceSeconds fractional', { newConnectionGraceSeconds: 1.5 }, 'setting "newConnectionGraceSeconds" must be an integer from 0 to 3600; got 1.5'],
-    ['reservedConcurrency not an object', { reservedConcurrency: 100 }, 'setting "reservedConcurrency" must be an object with any of connect, disconnect, message, authorizer; got 100'],
-    ['reservedConcurrency unknown key', { reservedConcurrency: { foo: 1 } }, 'unknown setting "reservedConcurrency.foo"; valid settings: reservedConcurrency.connect, reservedConcurrency.disconnect, reservedConcurrency.message, reservedConcurrency.authorizer'],
+    ['reservedConcurrency not an object', { reservedConcurrency: 100 }, 'setting "reservedConcurrency" must be an object with any of connect, disconnect, message, fanout, authorizer; got 100'],
+    ['reservedConcurrency unknown key', { reservedConcurrency: { foo: 1 } }, 'unknown setting "reservedConcurrency.foo"; valid settings: reservedConcurrency.connect, reservedConcurrency.disconnect, reservedConcurrency.message, reservedConcurrency.fanout, reservedConcurrency.authorizer'],
+    ['fanout reservation a string', { reservedConcurrency: { fanout: '10' } }, 'setting "reservedConcurrency.fanout" must be an integer from 1 to 10000; got "10"'],
     ['reservedConcurrency 0', { reservedConcurrency: { message: 0 } }, 'setting "reservedConcurrency.message" must be an integer from 1 to 10000; got 0'],
     ['reservedConcurrency fractional', { reservedConcurrency: { connect: 1.5 } }, 'setting "reservedConcurrency.connect" must be an integer from 1 to 10000; got 1.5'],
     ['reservedConcurrency too large', { reservedConcurrency: { disconnect: 10001 } }, 'setting "reservedConcurrency.disconnect" must be an integer from 1 to 10000; got 10001'],
@@ -348,7 +396,9 @@ describe('the auth setting', () => {
     ['mode missing', {}, 'setting "auth.mode" must be one of hs256, jwks, none; got undefined'],
     ['unknown mode', { mode: 'oidc' }, 'setting "auth.mode" must be one of hs256, jwks, none; got "oidc"'],
     ['mode in capitals', { mode: 'HS256' }, 'setting "auth.mode" must be one of hs256, jwks, none; got "HS256"'],
-    ['unknown key', { mode: 'hs256', secret: 'x' }, 'unknown setting "auth.secret"; valid settings: auth.mode, auth.jwksUrl, auth.issuer, auth.audience, auth.algorithm'],
+    // The mode is read first, so an unknown key is named with the keys of that mode.
+    ['unknown key', { mode: 'hs256', secret: 'x' }, 'unknown setting "auth.secret" with mode "hs256"; valid settings: auth.mode, auth.issuer, auth.audience'],
+    ['unknown key in jwks mode', { ...JWKS, secret: 'x' }, 'unknown setting "auth.secret" with mode "jwks"; valid settings: auth.mode, auth.jwksUrl, auth.issuer, auth.audience, auth.algorithm'],
     ['jwks key in hs256 mode', { mode: 'hs256', jwksUrl: JWKS.jwksUrl }, 'unknown setting "auth.jwksUrl" with mode "hs256"; valid settings: auth.mode, auth.issuer, auth.audience'],
     ['algorithm in hs256 mode', { mode: 'hs256', algorithm: 'RS256' }, 'unknown setting "auth.algorithm" with mode "hs256"; valid settings: auth.mode, auth.issuer, auth.audience'],
     ['issuer in none mode', { mode: 'none', issuer: 'x' }, 'unknown setting "auth.issuer" with mode "none"; valid settings: auth.mode'],
@@ -367,5 +417,124 @@ describe('the auth setting', () => {
     // WHEN / THEN
     expect(() => parseStageSettings('qa', raw)).toThrow(StageSettingsError);
     expect(() => parseStageSettings('qa', raw)).toThrow(`Stage "qa": ${message}`);
+  });
+});
+
+describe('the roomShards setting', () => {
+  const LONGEST = 'r'.repeat(64);
+
+  test.each<[string, Json]>([
+    ['an exact room', { lobby: 8 }],
+    ['a prefix', { 'live-*': 64 }],
+    ['"*" alone: every room', { '*': 2 }],
+    ['the longest room name, and as a prefix', { [LONGEST]: 1, [`${LONGEST}*`]: 1000 }],
+    ['every character a room may have', { 'Az09_-': 3, 'Az09_-*': 4 }],
+    ['no room sharded', {}],
+  ])('GIVEN %s WHEN parsed THEN it is kept as written', (_, roomShards) => {
+    expect(parseStageSettings('qa', { ...VALID, roomShards }).roomShards).toEqual(roomShards);
+  });
+
+  test('GIVEN no roomShards WHEN parsed THEN the lobby has 8 shards', () => {
+    expect(parseStageSettings('qa', VALID).roomShards).toEqual({ lobby: 8 });
+  });
+
+  const KEYS =
+    'keyed by room names of 1 to 64 letters, digits, "_" or "-", each optionally followed by "*" for every room that starts with it ("*" alone: every room)';
+  // Room::parse (lambdas/core/src/model.rs) accepts no dot, space or other punctuation.
+  test.each<[string, unknown, string]>([
+    ['not an object', 8, 'setting "roomShards" must be an object of room name (or prefix*) to shard count, such as {"lobby":8,"live-*":64}; got 8.'],
+    ['a list', ['lobby'], 'setting "roomShards" must be an object of room name (or prefix*) to shard count, such as {"lobby":8,"live-*":64}; got ["lobby"].'],
+    ['a dot in a name', { 'lob.by': 2 }, `setting "roomShards" must be ${KEYS}; got "lob.by".`],
+    ['a space in a prefix', { 'li ve*': 2 }, `setting "roomShards" must be ${KEYS}; got "li ve*".`],
+    ['an empty name', { '': 2 }, `setting "roomShards" must be ${KEYS}; got "".`],
+    ['a name of 65 characters', { [LONGEST + 'x']: 2 }, `setting "roomShards" must be ${KEYS}; got "${LONGEST}x".`],
+    ['a star inside a name', { 'li*ve': 2 }, `setting "roomShards" must be ${KEYS}; got "li*ve".`],
+    ['two stars', { 'live**': 2 }, `setting "roomShards" must be ${KEYS}; got "live**".`],
+    ['0 shards', { lobby: 0 }, 'setting "roomShards.lobby" must be an integer from 1 to 1000; got 0.'],
+    ['1001 shards', { 'live-*': 1001 }, 'setting "roomShards.live-*" must be an integer from 1 to 1000; got 1001.'],
+    ['a fraction of a shard', { lobby: 2.5 }, 'setting "roomShards.lobby" must be an integer from 1 to 1000; got 2.5.'],
+    ['a count as a string', { lobby: '8' }, 'setting "roomShards.lobby" must be an integer from 1 to 1000; got "8".'],
+  ])('GIVEN %s WHEN parsed THEN the error names stage, setting and valid values', (_, roomShards, message) => {
+    const raw = { ...VALID, roomShards };
+    expect(() => parseStageSettings('qa', raw)).toThrow(StageSettingsError);
+    expect(() => parseStageSettings('qa', raw)).toThrow(`Stage "qa": ${message}`);
+  });
+});
+
+describe('the queuedFanout setting', () => {
+  test('GIVEN an empty object WHEN parsed THEN every default applies', () => {
+    expect(parseStageSettings('qa', { ...VALID, queuedFanout: {} }).queuedFanout).toEqual(DEFAULT_QUEUED_FANOUT);
+  });
+
+  test.each<[string, Json]>([
+    ['the lowest values', { aboveMembers: 1, postsPerSecond: 1, accountPostsPerSecond: 1, maxConcurrency: 2, batchSize: 1, maxReceiveCount: 1, timeoutSeconds: 1, ageAlarmSeconds: 1 }],
+    ['the highest values', { maxConcurrency: 1000, batchSize: 10, maxReceiveCount: 1000, timeoutSeconds: 900, ageAlarmSeconds: 345600 }],
+    ['posts at exactly the account throttle', { postsPerSecond: 10000, accountPostsPerSecond: 10000 }],
+    ['a raised account throttle', { postsPerSecond: 20000, accountPostsPerSecond: 25000 }],
+  ])('GIVEN %s WHEN parsed THEN they are kept', (_, queuedFanout) => {
+    expect(parseStageSettings('qa', { ...VALID, queuedFanout }).queuedFanout).toEqual({
+      ...DEFAULT_QUEUED_FANOUT,
+      ...queuedFanout,
+    });
+  });
+
+  test('GIVEN a fan-out reservation of exactly maxConcurrency WHEN parsed THEN it is kept', () => {
+    const settings = parseStageSettings('qa', { ...VALID, queuedFanout: { maxConcurrency: 20 }, reservedConcurrency: { fanout: 20 } });
+    expect(settings.reservedConcurrency).toEqual({ fanout: 20 });
+  });
+
+  const KEYS = 'aboveMembers, postsPerSecond, accountPostsPerSecond, maxConcurrency, batchSize, maxReceiveCount, timeoutSeconds, ageAlarmSeconds';
+  test.each<[string, Json, string]>([
+    ['not an object', { queuedFanout: true }, `setting "queuedFanout" must be an object with any of ${KEYS}; got true.`],
+    ['an unknown key', { queuedFanout: { postsPerMinute: 60 } }, `unknown setting "queuedFanout.postsPerMinute"; valid settings: ${KEYS.split(', ').map((key) => `queuedFanout.${key}`).join(', ')}.`],
+    ['aboveMembers 0', { queuedFanout: { aboveMembers: 0 } }, 'setting "queuedFanout.aboveMembers" must be an integer of at least 1; got 0.'],
+    ['aboveMembers fractional', { queuedFanout: { aboveMembers: 10.5 } }, 'setting "queuedFanout.aboveMembers" must be an integer of at least 1; got 10.5.'],
+    ['postsPerSecond 0', { queuedFanout: { postsPerSecond: 0 } }, 'setting "queuedFanout.postsPerSecond" must be an integer of at least 1; got 0.'],
+    ['postsPerSecond a string', { queuedFanout: { postsPerSecond: '5000' } }, 'setting "queuedFanout.postsPerSecond" must be an integer of at least 1; got "5000".'],
+    ['accountPostsPerSecond 0', { queuedFanout: { accountPostsPerSecond: 0 } }, 'setting "queuedFanout.accountPostsPerSecond" must be an integer of at least 1; got 0.'],
+    ['maxConcurrency 1', { queuedFanout: { maxConcurrency: 1 } }, 'setting "queuedFanout.maxConcurrency" must be an integer from 2 to 1000; got 1.'],
+    ['maxConcurrency 1001', { queuedFanout: { maxConcurrency: 1001 } }, 'setting "queuedFanout.maxConcurrency" must be an integer from 2 to 1000; got 1001.'],
+    ['batchSize 0', { queuedFanout: { batchSize: 0 } }, 'setting "queuedFanout.batchSize" must be an integer from 1 to 10; got 0.'],
+    ['batchSize 11', { queuedFanout: { batchSize: 11 } }, 'setting "queuedFanout.batchSize" must be an integer from 1 to 10; got 11.'],
+    ['maxReceiveCount 0', { queuedFanout: { maxReceiveCount: 0 } }, 'setting "queuedFanout.maxReceiveCount" must be an integer from 1 to 1000; got 0.'],
+    ['maxReceiveCount 1001', { queuedFanout: { maxReceiveCount: 1001 } }, 'setting "queuedFanout.maxReceiveCount" must be an integer from 1 to 1000; got 1001.'],
+    ['timeoutSeconds 0', { queuedFanout: { timeoutSeconds: 0 } }, 'setting "queuedFanout.timeoutSeconds" must be an integer from 1 to 900; got 0.'],
+    ['timeoutSeconds 901', { queuedFanout: { timeoutSeconds: 901 } }, 'setting "queuedFanout.timeoutSeconds" must be an integer from 1 to 900; got 901.'],
+    ['ageAlarmSeconds 0', { queuedFanout: { ageAlarmSeconds: 0 } }, 'setting "queuedFanout.ageAlarmSeconds" must be an integer from 1 to 345600; got 0.'],
+    ['ageAlarmSeconds beyond the queue retention', { queuedFanout: { ageAlarmSeconds: 345601 } }, 'setting "queuedFanout.ageAlarmSeconds" must be an integer from 1 to 345600; got 345601.'],
+    [
+      'postsPerSecond above the default account throttle',
+      { queuedFanout: { postsPerSecond: 10001 } },
+      `setting "queuedFanout.postsPerSecond" must be at most queuedFanout.accountPostsPerSecond (10000): the account's API Gateway throttle, which every @connections post and route request shares; got 10001.`,
+    ],
+    [
+      'postsPerSecond above a lowered account throttle',
+      { queuedFanout: { postsPerSecond: 5000, accountPostsPerSecond: 4000 } },
+      `setting "queuedFanout.postsPerSecond" must be at most queuedFanout.accountPostsPerSecond (4000): the account's API Gateway throttle, which every @connections post and route request shares; got 5000.`,
+    ],
+    [
+      'a fan-out reservation below maxConcurrency',
+      { reservedConcurrency: { fanout: 5 } },
+      'setting "reservedConcurrency.fanout" must be at least queuedFanout.maxConcurrency (10), or Lambda throttles the invocations the queue starts; got 5.',
+    ],
+  ])('GIVEN %s WHEN parsed THEN the error names stage, setting and valid values', (_, override, message) => {
+    const raw = { ...VALID, ...override };
+    expect(() => parseStageSettings('qa', raw)).toThrow(StageSettingsError);
+    expect(() => parseStageSettings('qa', raw)).toThrow(`Stage "qa": ${message}`);
+  });
+});
+
+describe('unknown settings', () => {
+  test('GIVEN an unknown top-level key WHEN parsed THEN every valid setting is listed, the new ones included', () => {
+    expect(() => parseStageSettings('qa', { ...VALID, shards: {} })).toThrow(
+      'Stage "qa": unknown setting "shards"; valid settings: account, region, architecture, memoryMb, timeoutSeconds, logRetentionDays, auditRetentionDays, throttling, removalPolicy, pointInTimeRecovery, deletionProtection, tracing, fanoutConcurrency, connectionRateLimit, maxRoomsPerConnection, newConnectionGraceSeconds, reservedConcurrency, alarmEmail, customDomain, manageApiGatewayAccountRole, auth, roomShards, queuedFanout.',
+    );
+  });
+
+  test('GIVEN a misspelt required key WHEN parsed THEN the misspelling is named, not the key it hides', () => {
+    const { memoryMb: _, ...withoutMemory } = VALID;
+    expect(() => parseStageSettings('qa', { ...withoutMemory, memoryMB: 256 })).toThrow(
+      'Stage "qa": unknown setting "memoryMB"; valid settings:',
+    );
   });
 });

@@ -1,25 +1,27 @@
-import { App, Validations } from 'aws-cdk-lib';
+import { App } from 'aws-cdk-lib';
 import { WebSocketRoute } from 'aws-cdk-lib/aws-apigatewayv2';
 import { Annotations, Match } from 'aws-cdk-lib/assertions';
-import type { IConstruct } from 'constructs';
 import type { ConnectAuthorizer } from '../lib/connect-authorizer';
-import { buildRealtimeApp } from '../lib/realtime-app';
 import type { HandlerFunction } from '../lib/handler-function';
 import { ACTIONS } from '../lib/routes';
 import {
+  acknowledgedOn,
   arnOf,
+  buildStage,
   CDK_CONTEXT,
+  executeApiArn,
   type Json,
   logicalId,
   propertiesOf,
   resourcesOf,
+  statementsOf,
   synthStage,
   type Synthesized,
 } from './helpers';
-import { resolveStage, type StageSettings } from './stages';
+import { resolveStage, type StageSettings } from '../cdk/stages';
 
 const STAGES = ['dev', 'prod'] as const;
-const BINARIES = ['connect', 'disconnect', 'message', 'authorizer'] as const;
+const BINARIES = ['connect', 'disconnect', 'message', 'fanout', 'authorizer'] as const;
 type Binary = (typeof BINARIES)[number];
 
 // Synthesizing takes seconds: each variant once, shared by the tests that read it.
@@ -57,20 +59,6 @@ function logicalIdOfAuthorizer(s: Synthesized): string {
   return ids[0];
 }
 
-/** The rule ids acknowledged on a construct itself (cdk-nag findings, warnings), with their reasons. */
-function acknowledgedOn(construct: IConstruct): Record<string, string> {
-  const rules: Record<string, string> = {};
-  for (const entry of construct.node.metadata) {
-    if (entry.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY) {
-      for (const [id, reason] of Object.entries(entry.data as Record<string, string>)) {
-        // Acknowledgements are recorded as annotation rules: `Annotation::AwsSolutions-APIG4`.
-        rules[id.replace(/^Annotation::/, '')] = reason;
-      }
-    }
-  }
-  return rules;
-}
-
 /** Every route of the stack's API by route key, with the rules acknowledged on it. */
 function routeAcknowledgements(s: Synthesized): Map<string, Record<string, string>> {
   return new Map(
@@ -82,39 +70,14 @@ function routeAcknowledgements(s: Synthesized): Map<string, Record<string, strin
 }
 
 function handlerOf(s: Synthesized, binary: Binary): HandlerFunction {
-  return binary === 'authorizer' ? authorizerOf(s).handler : s.stack[binary];
-}
-
-/** The synthesized ARN of something in API `apiId` of this stack's account and region. */
-function executeApiArn(apiId: string, ...tail: unknown[]): Json {
-  return {
-    'Fn::Join': [
-      '',
-      [
-        'arn:',
-        { Ref: 'AWS::Partition' },
-        ':execute-api:',
-        { Ref: 'AWS::Region' },
-        ':',
-        { Ref: 'AWS::AccountId' },
-        ':',
-        { Ref: apiId },
-        ...tail,
-      ],
-    ],
-  };
-}
-
-/** Every IAM statement that reaches a role: its inline policies and every AWS::IAM::Policy naming it. */
-function statementsOf(s: Synthesized, roleId: string): Json[] {
-  const role = s.template.toJSON().Resources[roleId] as Json;
-  const inline = ((propertiesOf(role).Policies ?? []) as Json[]).flatMap(
-    (policy) => (policy.PolicyDocument as Json).Statement as Json[],
-  );
-  const attached = Object.values(resourcesOf(s.template, 'AWS::IAM::Policy'))
-    .filter((policy) => JSON.stringify(propertiesOf(policy).Roles).includes(`"${roleId}"`))
-    .flatMap((policy) => (propertiesOf(policy).PolicyDocument as Json).Statement as Json[]);
-  return [...inline, ...attached];
+  switch (binary) {
+    case 'authorizer':
+      return authorizerOf(s).handler;
+    case 'fanout':
+      return s.stack.queuedFanout.handler;
+    default:
+      return s.stack[binary];
+  }
 }
 
 describe.each(STAGES)('stage %s', (name) => {
@@ -138,7 +101,7 @@ describe.each(STAGES)('stage %s', (name) => {
 
     test('GIVEN the stage WHEN synthesized THEN every named resource carries the stage', () => {
       // `Name` covers the API, the authorizer and the secret.
-      const nameKeys = ['TableName', 'FunctionName', 'LogGroupName', 'AlarmName', 'TopicName', 'StageName', 'Name'];
+      const nameKeys = ['TableName', 'FunctionName', 'LogGroupName', 'AlarmName', 'TopicName', 'QueueName', 'StageName', 'Name'];
       const resources = s.template.toJSON().Resources as Record<string, Json>;
       let checked = 0;
       for (const resource of Object.values(resources)) {
@@ -159,7 +122,7 @@ describe.each(STAGES)('stage %s', (name) => {
       const app = new App({
         context: { ...CDK_CONTEXT, stage: name, 'aws:cdk:bundling-stacks': [] },
       });
-      buildRealtimeApp(app);
+      buildStage(app);
       expect(() => app.synth()).not.toThrow();
     });
 
@@ -419,7 +382,8 @@ describe.each(STAGES)('stage %s', (name) => {
           Handler: 'bootstrap',
           Architectures: ['arm64'],
           MemorySize: settings.memoryMb,
-          Timeout: settings.timeoutSeconds,
+          // The fan-out function answers no route: its timeout is its own, not the 29 s route cap.
+          Timeout: binary === 'fanout' ? settings.queuedFanout.timeoutSeconds : settings.timeoutSeconds,
           // Without tracing the property is left out: Lambda's default (PassThrough) applies.
           TracingConfig: settings.tracing ? { Mode: 'Active' } : Match.absent(),
         }),
@@ -444,7 +408,10 @@ describe.each(STAGES)('stage %s', (name) => {
         CONNECTIONS_TABLE: { Ref: connectionsId },
         AUDIT_TABLE: { Ref: auditId },
         AUDIT_RETENTION_DAYS: String(settings.auditRetentionDays),
+        // cdk.json's dev and prod shard the lobby alone.
+        ROOM_SHARDS: 'lobby=8',
       };
+      const fanoutQueueUrl = { Ref: logicalId(s.stack, s.stack.queuedFanout.queue) };
       const callbackUrl = {
         'Fn::Join': [
           '',
@@ -462,6 +429,17 @@ describe.each(STAGES)('stage %s', (name) => {
           RATE_LIMIT_PER_SECOND: String(settings.connectionRateLimit.perSecond),
           RATE_LIMIT_BURST: String(settings.connectionRateLimit.burst),
           MAX_ROOMS_PER_CONNECTION: String(settings.maxRoomsPerConnection),
+          NEW_CONNECTION_GRACE_SECONDS: String(settings.newConnectionGraceSeconds),
+          FANOUT_QUEUE_URL: fanoutQueueUrl,
+          QUEUED_FANOUT_ABOVE: String(settings.queuedFanout.aboveMembers),
+        },
+        fanout: {
+          ...common,
+          CALLBACK_URL: callbackUrl,
+          FANOUT_QUEUE_URL: fanoutQueueUrl,
+          // The tier's rate over the invocations the queue may run at once.
+          FANOUT_POSTS_PER_SECOND: String(Math.floor(settings.queuedFanout.postsPerSecond / settings.queuedFanout.maxConcurrency)),
+          FANOUT_CONCURRENCY: String(settings.fanoutConcurrency),
           NEW_CONNECTION_GRACE_SECONDS: String(settings.newConnectionGraceSeconds),
         },
         authorizer: { AUTH_MODE: 'hs256', JWT_SECRET_ARN: { Ref: logicalId(s.stack, secretOf(s)) } },
@@ -485,6 +463,7 @@ describe.each(STAGES)('stage %s', (name) => {
         Resource: resource,
       });
       const postToConnections = executeApiArn(apiId, `/${name}/POST/@connections/*`);
+      const fanoutQueueArn = arnOf(logicalId(s.stack, s.stack.queuedFanout.queue));
       const byBinary: Record<Binary, Json[]> = {
         connect: [
           statement('ConnectionsTable', ['dynamodb:PutItem'], arnOf(connectionsId)),
@@ -502,6 +481,24 @@ describe.each(STAGES)('stage %s', (name) => {
           ),
           statement('AuditTable', ['dynamodb:PutItem', 'dynamodb:Query'], arnOf(auditId)),
           statement('PostToConnections', ['execute-api:ManageConnections'], postToConnections),
+          statement('FanoutQueue', ['sqs:SendMessage'], fanoutQueueArn),
+        ],
+        fanout: [
+          // What the event source mapping polls with (CDK's grantConsumeMessages): no Sid.
+          {
+            Effect: 'Allow',
+            Action: [
+              'sqs:ChangeMessageVisibility',
+              'sqs:DeleteMessage',
+              'sqs:GetQueueAttributes',
+              'sqs:GetQueueUrl',
+              'sqs:ReceiveMessage',
+            ],
+            Resource: fanoutQueueArn,
+          },
+          statement('ConnectionsTable', ['dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:BatchWriteItem'], arnOf(connectionsId)),
+          statement('PostToConnections', ['execute-api:ManageConnections'], postToConnections),
+          statement('FanoutQueue', ['sqs:SendMessage'], fanoutQueueArn),
         ],
         // The one call the authorizer makes, on the one secret; no table, no @connections.
         authorizer: [
@@ -625,7 +622,8 @@ describe.each(STAGES)('stage %s', (name) => {
     });
 
     test('GIVEN the stage has no alarm e-mail THEN alarms exist without a topic', () => {
-      s.template.resourceCountIs('AWS::CloudWatch::Alarm', 2 * BINARIES.length + 2);
+      // Errors and throttles per function; internal replies, integration errors, dead letters, queue age.
+      s.template.resourceCountIs('AWS::CloudWatch::Alarm', 2 * BINARIES.length + 4);
       if (settings.alarmEmail === undefined) {
         s.template.resourceCountIs('AWS::SNS::Topic', 0);
       }
@@ -684,12 +682,14 @@ describe('differences between stages', () => {
       'realtime-dev-connect': undefined,
       'realtime-dev-disconnect': undefined,
       'realtime-dev-message': undefined,
+      'realtime-dev-fanout': undefined,
       'realtime-dev-authorizer': undefined,
     });
     expect(prod).toEqual({
       'realtime-prod-connect': 100,
       'realtime-prod-disconnect': 100,
       'realtime-prod-message': 200,
+      'realtime-prod-fanout': 10,
       'realtime-prod-authorizer': 100,
     });
   });
@@ -704,12 +704,7 @@ describe('differences between stages', () => {
 });
 
 describe('per-connection limits of the message function', () => {
-  const LIMIT_VARIABLES = [
-    'RATE_LIMIT_PER_SECOND',
-    'RATE_LIMIT_BURST',
-    'MAX_ROOMS_PER_CONNECTION',
-    'NEW_CONNECTION_GRACE_SECONDS',
-  ] as const;
+  const LIMIT_VARIABLES = ['RATE_LIMIT_PER_SECOND', 'RATE_LIMIT_BURST', 'MAX_ROOMS_PER_CONNECTION'] as const;
 
   /** The environment variables of one function of a synthesized stage. */
   function environmentOf(s: Synthesized, binary: Binary): Json {
@@ -755,6 +750,12 @@ describe('per-connection limits of the message function', () => {
   test('GIVEN a grace period of 0 WHEN synthesized THEN it is passed as "0", not dropped', () => {
     const s = synthStage('dev', { newConnectionGraceSeconds: 0 });
     expect(environmentOf(s, 'message').NEW_CONNECTION_GRACE_SECONDS).toBe('0');
+  });
+
+  test.each(STAGES)('GIVEN stage %s THEN only message and fanout get the grace period', (name) => {
+    const s = stage(name);
+    const holders = BINARIES.filter((binary) => 'NEW_CONNECTION_GRACE_SECONDS' in environmentOf(s, binary));
+    expect(holders).toEqual(['message', 'fanout']);
   });
 
   test.each(STAGES)('GIVEN stage %s THEN no function but message gets the limits', (name) => {
@@ -875,7 +876,7 @@ describe('optional settings', () => {
       FunctionName: 'realtime-dev-message',
       ReservedConcurrentExecutions: 5,
     });
-    for (const binary of ['connect', 'disconnect', 'authorizer']) {
+    for (const binary of ['connect', 'disconnect', 'fanout', 'authorizer']) {
       s.template.hasResourceProperties('AWS::Lambda::Function', {
         FunctionName: `realtime-dev-${binary}`,
         ReservedConcurrentExecutions: Match.absent(),
@@ -998,8 +999,8 @@ describe('auth modes', () => {
       expect(s.stack.authorizer).toBeUndefined();
       s.template.resourceCountIs('AWS::ApiGatewayV2::Authorizer', 0);
       s.template.resourceCountIs('AWS::SecretsManager::Secret', 0);
-      s.template.resourceCountIs('AWS::Lambda::Function', 3);
-      s.template.resourceCountIs('AWS::CloudWatch::Alarm', 2 * 3 + 2);
+      s.template.resourceCountIs('AWS::Lambda::Function', 4);
+      s.template.resourceCountIs('AWS::CloudWatch::Alarm', 2 * 4 + 4);
       expect(Object.keys(s.template.toJSON().Outputs as Json)).not.toContain('JwtSecretArn');
       for (const route of Object.values(resourcesOf(s.template, 'AWS::ApiGatewayV2::Route'))) {
         expect(propertiesOf(route).AuthorizationType).toBe('NONE');
@@ -1027,7 +1028,7 @@ describe('auth modes', () => {
 describe('bad input stops synth', () => {
   test('GIVEN an unknown stage WHEN the app is built THEN it fails naming the valid stages', () => {
     const app = new App({ context: { ...CDK_CONTEXT, stage: 'nope', 'aws:cdk:bundling-stacks': [] } });
-    expect(() => buildRealtimeApp(app)).toThrow('Unknown stage "nope"; valid stages: dev, prod');
+    expect(() => buildStage(app)).toThrow('Unknown stage "nope"; valid stages: dev, prod');
   });
 
   test('GIVEN a bad setting in cdk.json WHEN the app is built THEN it fails naming stage and setting', () => {
@@ -1038,7 +1039,7 @@ describe('bad input stops synth', () => {
 
   test('GIVEN a reservation for an unknown function WHEN the app is built THEN it fails naming the valid ones', () => {
     expect(() => synthStage('prod', { reservedConcurrency: { foo: 1 } })).toThrow(
-      'Stage "prod": unknown setting "reservedConcurrency.foo"; valid settings: reservedConcurrency.connect, reservedConcurrency.disconnect, reservedConcurrency.message, reservedConcurrency.authorizer.',
+      'Stage "prod": unknown setting "reservedConcurrency.foo"; valid settings: reservedConcurrency.connect, reservedConcurrency.disconnect, reservedConcurrency.message, reservedConcurrency.fanout, reservedConcurrency.authorizer.',
     );
   });
 
