@@ -3,8 +3,9 @@
 # the gateway needs when the stack has a $connect authorizer). `make bench` writes
 # bench/results.json and bench/RESULTS.md.
 #
-#   make bench                      the full run: about 3.5 minutes of benchmarks, after the release
-#                                   builds of six binaries (about 6 min from a fresh clone on 2 cores,
+#   make bench                      the full run: about 9 minutes of benchmarks (the room of 15,000
+#                                   and the connect storm take 5 of them), after the release builds
+#                                   of seven binaries (about 6 min from a fresh clone on 2 cores,
 #                                   1 to 4 min when only workspace crates changed)
 #   make bench BENCH_FLAGS=--quick  small sizes, to try the harness out (marked QUICK in the results)
 #   bench run --only fan-out ...    one phase; see `target/release/bench run --help`
@@ -15,7 +16,7 @@ BENCH_VENV := bench/.venv
 BENCH_VENV_STAMP := $(BENCH_VENV)/.installed
 BENCH_RELEASE_DIR := $(or $(CARGO_TARGET_DIR),target)/release
 # Release builds of everything the benchmarks run: the handlers, the gateway, the harness.
-BENCH_PACKAGES := -p connect -p disconnect -p message -p authorizer -p local-gateway -p bench
+BENCH_PACKAGES := -p connect -p disconnect -p message -p authorizer -p fanout -p local-gateway -p bench
 
 .PHONY: bench bench-build
 

@@ -32,14 +32,8 @@ pub async fn measure(
     let (sockets, _, _) = clients::connect_many(target, clients, 64).await?;
     let mut fleet = Fleet::default();
     fleet.add(sockets);
-    let lobby = crate::ddb::wait_for_count(
-        db,
-        connections_table,
-        "ROOM#lobby",
-        clients,
-        Duration::from_secs(30),
-    )
-    .await?;
+    let lobby =
+        crate::ddb::wait_for_lobby(db, connections_table, clients, Duration::from_secs(30)).await?;
     if lobby != clients {
         bail!("the lobby has {lobby} members, expected {clients}");
     }

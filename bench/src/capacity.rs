@@ -49,21 +49,14 @@ pub async fn measure(
     for mut ws in warm {
         let _ = ws.close(None).await;
     }
-    crate::ddb::wait_for_count(
-        db,
-        connections_table,
-        "ROOM#lobby",
-        0,
-        Duration::from_secs(30),
-    )
-    .await?;
+    crate::ddb::wait_for_lobby(db, connections_table, 0, Duration::from_secs(30)).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = gateway.rss_kib()?;
 
     let (sockets, times, took) = clients::connect_many(target, n, parallel).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = gateway.rss_kib()?;
-    let lobby = crate::ddb::count_partition(db, connections_table, "ROOM#lobby").await?;
+    let lobby = crate::ddb::wait_for_lobby(db, connections_table, n, Duration::ZERO).await?;
     if sockets.len() != n {
         bail!("only {} of {n} connections open", sockets.len());
     }

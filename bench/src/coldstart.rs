@@ -25,11 +25,6 @@ use tokio::sync::{mpsc, Mutex};
 
 use crate::stats::Summary;
 
-/// Tables of the cold-start phase (the gateway phases use the template's).
-pub const CONNECTIONS_TABLE: &str = "bench-connections";
-/// The audit table of the cold-start phase.
-pub const AUDIT_TABLE: &str = "bench-audit";
-
 /// How long one invocation may take before the run counts as failed.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -58,6 +53,12 @@ pub struct Setup {
     pub rust_binary: PathBuf,
     /// The venv's python.
     pub python: PathBuf,
+    /// The template's tables, made with the gateway's table builder.
+    pub tables: Vec<local_gateway::template::TableSpec>,
+    /// The template's connections table.
+    pub connections_table: String,
+    /// The template's audit table.
+    pub audit_table: String,
     /// `bench/baselines/python` (holds `handler.py`).
     pub python_dir: PathBuf,
     /// DynamoDB Local.
@@ -219,9 +220,12 @@ fn environment(
     runtime: Runtime,
 ) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = [
-        ("CONNECTIONS_TABLE", CONNECTIONS_TABLE),
-        ("AUDIT_TABLE", AUDIT_TABLE),
+        ("CONNECTIONS_TABLE", setup.connections_table.as_str()),
+        ("AUDIT_TABLE", setup.audit_table.as_str()),
         ("AUDIT_RETENTION_DAYS", "7"),
+        // The baseline writes the lobby membership under one key, as the Rust handler did
+        // before sharding: the same items, so that the runtimes are compared on equal work.
+        ("ROOM_SHARDS", "lobby=1"),
         ("AWS_REGION", "us-east-1"),
         ("AWS_DEFAULT_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "local"),
@@ -396,10 +400,11 @@ async fn run_once(setup: &Setup, runtime: Runtime, db: &aws_sdk_dynamodb::Client
     let mut verified = true;
     for id in [&first_id, &second_id] {
         let conn = format!("CONN#{id}");
-        verified &= crate::ddb::item_exists(db, CONNECTIONS_TABLE, &conn, "META").await?;
-        verified &= crate::ddb::item_exists(db, CONNECTIONS_TABLE, "ROOM#lobby", &conn).await?;
-        verified &= crate::ddb::item_exists(db, CONNECTIONS_TABLE, &conn, "ROOM#lobby").await?;
-        verified &= crate::ddb::count_partition(db, AUDIT_TABLE, &conn).await? == 1;
+        let (connections, audit) = (&setup.connections_table, &setup.audit_table);
+        verified &= crate::ddb::item_exists(db, connections, &conn, "META").await?;
+        verified &= crate::ddb::item_exists(db, connections, "ROOM#lobby", &conn).await?;
+        verified &= crate::ddb::item_exists(db, connections, &conn, "ROOM#lobby").await?;
+        verified &= crate::ddb::count_partition(db, audit, &conn).await? == 1;
     }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     Ok(Run {
@@ -417,8 +422,9 @@ async fn run_once(setup: &Setup, runtime: Runtime, db: &aws_sdk_dynamodb::Client
 /// which goes first so that neither always follows the other.
 pub async fn measure(setup: &Setup, runs: usize, warmup: usize) -> Result<ColdStart> {
     let db = crate::ddb::client(&setup.dynamodb_endpoint).await;
-    crate::ddb::create_table(&db, CONNECTIONS_TABLE).await?;
-    crate::ddb::create_table(&db, AUDIT_TABLE).await?;
+    local_gateway::tables::create_all(&db, &setup.tables)
+        .await
+        .context("create the template's tables")?;
     let mut measured = Vec::new();
     for round in 0..warmup + runs {
         let order = if round % 2 == 0 {

@@ -1,13 +1,11 @@
-//! DynamoDB Local as the harness uses it: one instance for the whole run, tables made and
-//! dropped between phases, a few reads to check what the handlers wrote.
+//! DynamoDB Local as the harness uses it: one instance for the whole run, tables dropped
+//! between phases (the gateway's table builder makes them), a few reads to check what the
+//! handlers wrote.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, Select,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use aws_sdk_dynamodb::Client;
 
 /// A DynamoDB client for DynamoDB Local at `endpoint`, built as the handlers' adapters build
@@ -18,34 +16,6 @@ pub async fn client(endpoint: &str) -> Client {
         realtime_aws::clients::LOCAL_REGION,
         Duration::from_secs(30),
     )
-}
-
-/// Creates a table with string keys `pk` / `sk`, on demand, like the stack's.
-pub async fn create_table(client: &Client, name: &str) -> Result<()> {
-    let attribute = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
-    let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-    };
-    client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute("pk")?)
-        .attribute_definitions(attribute("sk")?)
-        .key_schema(key("pk", KeyType::Hash)?)
-        .key_schema(key("sk", KeyType::Range)?)
-        .send()
-        .await
-        .with_context(|| format!("create table {name}"))?;
-    Ok(())
 }
 
 /// Drops every table, so that the next phase starts empty.
@@ -105,18 +75,24 @@ pub async fn item_exists(client: &Client, table: &str, pk: &str, sk: &str) -> Re
     Ok(out.item.is_some())
 }
 
-/// Waits until a partition holds exactly `expected` items (`$disconnect` cleans up
-/// asynchronously); returns the last count seen.
-pub async fn wait_for_count(
+/// Waits until the lobby has exactly `expected` live members, over all its shards
+/// (`$disconnect` cleans up asynchronously); returns the last count seen.
+pub async fn wait_for_lobby(
     client: &Client,
     table: &str,
-    pk: &str,
     expected: usize,
     timeout: Duration,
 ) -> Result<usize> {
+    use realtime_core::ports::ConnectionStore;
+    // The stack's default shard count: the bench deploys the dev stage's template.
+    let store = realtime_aws::dynamodb::DynamoStore::new(client.clone(), table);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let count = count_partition(client, table, pk).await?;
+        let count = store
+            .members(&realtime_core::Room::lobby(), chrono::Utc::now())
+            .await
+            .map_err(|e| anyhow::anyhow!("count the lobby in {table}: {e}"))?
+            .len();
         if count == expected || tokio::time::Instant::now() >= deadline {
             return Ok(count);
         }

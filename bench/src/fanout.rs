@@ -182,10 +182,9 @@ pub async fn measure(ctx: &Setup, steps: &[Step]) -> Result<Fanout> {
             fleet.collect("joined", None, 1, ROUND_TIMEOUT).await?;
             Some("solo")
         } else {
-            let lobby = crate::ddb::wait_for_count(
+            let lobby = crate::ddb::wait_for_lobby(
                 &db,
                 &ctx.connections_table,
-                "ROOM#lobby",
                 step.n,
                 Duration::from_secs(30),
             )

@@ -1,17 +1,26 @@
-//! The local gateway as a separate process (the release build, as a user runs it), and what
-//! the harness reads from the synthesized template: table names, memory, the authorizer.
+//! The local gateway as the benchmarks run it: as a separate process (the release build, as a
+//! user runs it, ready when it writes its `--ready-file`), or in this process through the
+//! `local-gateway` library where a phase reads the gateway's own counters (hot partitions).
+//! What the harness knows of the template comes from the gateway's template reader.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use local_gateway::quotas::Quotas;
+use local_gateway::template::{ApiModel, IdentitySource, LocalContext, Template};
+use serde::Deserialize;
 use tokio::process::{Child, Command};
+
+use crate::clients::Target;
 
 /// How long the gateway may take to say it is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where the local token key lives (`make dev` and `make bench` create it).
+const JWT_SECRET_FILE: &str = ".local/jwt-secret";
 
 /// What a gateway run needs.
 #[derive(Debug, Clone)]
@@ -32,6 +41,14 @@ pub struct Launch {
     pub log_dir: PathBuf,
 }
 
+/// What the gateway writes to its `--ready-file`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Ready {
+    url: String,
+    callback_url: String,
+}
+
 /// A running gateway process.
 pub struct Gateway {
     child: Child,
@@ -40,17 +57,24 @@ pub struct Gateway {
     pub ws_url: String,
     /// `http://127.0.0.1:PORT/STAGE`, the @connections base.
     pub callback_url: String,
-    /// The token the gateway printed for its sample user, if it takes local tokens.
-    pub printed_token: Option<String>,
 }
 
 impl Gateway {
-    /// Starts the gateway with `latency_ms` injected into every @connections call.
-    pub async fn start(launch: &Launch, latency_ms: u64, name: &str) -> Result<Self> {
+    /// Starts the gateway with `latency_ms` injected into every @connections call and `env`
+    /// given to every function.
+    pub async fn start(
+        launch: &Launch,
+        latency_ms: u64,
+        env: &[(&str, &str)],
+        name: &str,
+    ) -> Result<Self> {
         let log_path = launch.log_dir.join(format!("gateway-{name}.log"));
+        let ready_path = launch.log_dir.join(format!("gateway-{name}.ready.json"));
+        let _ = std::fs::remove_file(&ready_path);
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("create {}", log_path.display()))?;
-        let mut child = Command::new(&launch.binary)
+        let mut command = Command::new(&launch.binary);
+        command
             .arg("--template")
             .arg(&launch.template)
             .args(["--stage", &launch.stage, "--port", "0"])
@@ -59,20 +83,26 @@ impl Gateway {
             .arg("--relax-quotas")
             .arg("--bin-dir")
             .arg(&launch.bin_dir)
+            .arg("--ready-file")
+            .arg(&ready_path)
             .args([
-                "--connections-latency-ms",
+                "--connections-api-latency-ms",
                 &latency_ms.to_string(),
                 "--dynamodb-endpoint",
                 &launch.dynamodb_endpoint,
                 "--max-processes-per-function",
                 &launch.max_processes.to_string(),
-            ])
+            ]);
+        for (key, value) in env {
+            command.arg("--env").arg(format!("{key}={value}"));
+        }
+        let mut child = command
             // Handler and gateway logs at warn: Lambda ships logs out of process, and a log
             // line per event through the gateway's pipes would be measured as gateway work.
             .env("LOCAL_GATEWAY_LOG", "warn")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
             .spawn()
@@ -80,58 +110,38 @@ impl Gateway {
         let pid = child
             .id()
             .ok_or_else(|| anyhow!("the gateway exited at once"))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow!("no stdout pipe"))?;
-        let mut lines = BufReader::new(stdout).lines();
-        // The ready text ends with `@connections API: http://127.0.0.1:PORT/STAGE/@connections/{id}`.
-        let mut printed_token = None;
-        let callback_url = tokio::time::timeout(READY_TIMEOUT, async {
-            while let Some(line) = lines.next_line().await? {
-                if printed_token.is_none() {
-                    printed_token = token_in(&line);
-                }
-                if let Some(url) = callback_from_ready_line(&line) {
-                    return Ok::<_, std::io::Error>(Some(url));
-                }
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        let ready = loop {
+            // Written aside and renamed by the gateway: a file that parses is whole.
+            if let Some(ready) = std::fs::read(&ready_path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Ready>(&bytes).ok())
+            {
+                break ready;
             }
-            Ok(None)
-        })
-        .await;
-        let callback_url = match callback_url {
-            Ok(Ok(Some(url))) => url,
-            other => {
+            let exited = child.try_wait().ok().flatten().is_some();
+            if exited || tokio::time::Instant::now() >= deadline {
                 let _ = child.kill().await;
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
                 bail!(
                     "the gateway did not become ready ({}); its log {}:\n{}",
-                    match other {
-                        Err(_) => format!("no ready line within {READY_TIMEOUT:?}"),
-                        Ok(Err(e)) => e.to_string(),
-                        _ => "it exited".to_owned(),
+                    if exited {
+                        "it exited".to_owned()
+                    } else {
+                        format!("no ready file within {READY_TIMEOUT:?}")
                     },
                     log_path.display(),
-                    log.lines()
-                        .rev()
-                        .take(20)
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .rev()
-                        .collect::<Vec<_>>()
-                        .join("\n")
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 );
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        // Keep reading stdout so the pipe never fills.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let ws_url = callback_url.replacen("http://", "ws://", 1);
         Ok(Self {
             child,
             pid,
-            ws_url,
-            callback_url,
-            printed_token,
+            ws_url: ready.url,
+            callback_url: ready.callback_url,
         })
     }
 
@@ -153,107 +163,118 @@ impl Gateway {
     }
 }
 
-/// The @connections base URL from the gateway's ready text, if `line` holds it.
-fn callback_from_ready_line(line: &str) -> Option<String> {
-    let (_, rest) = line.split_once("@connections API:")?;
-    let url = rest.split_whitespace().next()?;
-    let (base, _) = url.split_once("/@connections")?;
-    base.starts_with("http://").then(|| base.to_owned())
+/// How an in-process gateway runs.
+#[derive(Debug, Clone)]
+pub struct InProcess {
+    /// The template (maybe a bench-made variant of the synthesized one).
+    pub template: PathBuf,
+    /// @connections latency.
+    pub latency: Duration,
+    /// The quotas enforced.
+    pub quotas: Quotas,
+    /// Variables given to every function on top of the template's.
+    pub env: BTreeMap<String, String>,
 }
 
-/// What the harness reads from the template.
+/// Starts a gateway inside this process, sharing the run's DynamoDB Local.
+pub async fn in_process(launch: &Launch, run: InProcess) -> Result<local_gateway::Gateway> {
+    let mut options = local_gateway::Options::new(run.template);
+    options.stage = Some(launch.stage.clone());
+    options.port = 0;
+    options.bin_dir = launch.bin_dir.clone();
+    options.connections_latency = run.latency;
+    options.max_processes_per_function = usize::from(launch.max_processes);
+    options.dynamodb = local_gateway::DynamoDb::External(launch.dynamodb_endpoint.clone());
+    options.quotas = run.quotas;
+    options.extra_env = run.env;
+    options.jwt_secret_file = PathBuf::from(JWT_SECRET_FILE);
+    local_gateway::Gateway::start(options)
+        .await
+        .map_err(|e| anyhow!("start the in-process gateway: {e}"))
+}
+
+/// What the harness reads from the template, through the gateway's reader.
 #[derive(Debug, Clone)]
 pub struct TemplateFacts {
     /// The connections table's name.
     pub connections_table: String,
+    /// The audit table's name.
+    pub audit_table: String,
+    /// Every table of the template.
+    pub tables: Vec<local_gateway::template::TableSpec>,
     /// The message function's memory (MB).
     pub message_memory_mb: u64,
     /// The message function's architecture.
     pub message_architecture: String,
     /// `FANOUT_CONCURRENCY` of the message function.
     pub fanout_concurrency: usize,
-    /// The `$connect` authorizer's identity sources, when there is one.
-    pub authorizer_sources: Option<Vec<String>>,
+    /// The `$connect` authorizer's identity sources, and its function's issuer and audience.
+    authorizer: Option<(Vec<IdentitySource>, Option<String>, Option<String>)>,
 }
 
-fn resources(template: &Value) -> Result<&serde_json::Map<String, Value>> {
-    template
-        .get("Resources")
-        .and_then(Value::as_object)
-        .ok_or_else(|| anyhow!("the template has no Resources"))
-}
-
-/// Reads the facts from the template at `path`.
-pub fn read_template(path: &Path) -> Result<TemplateFacts> {
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "read {} (run `make synth-dev` to synthesize it)",
-            path.display()
-        )
-    })?;
-    let template: Value = serde_json::from_str(&text).context("parse the template")?;
-    let resources = resources(&template)?;
-    let message = resources
+/// Reads the facts of `stage` from the template at `path`.
+pub fn read_template(path: &Path, stage: &str) -> Result<TemplateFacts> {
+    let template = Template::load(path)?;
+    // Placeholders: the harness reads names and settings, not endpoints.
+    let local = LocalContext {
+        region: local_gateway::LOCAL_REGION.to_owned(),
+        account_id: local_gateway::LOCAL_ACCOUNT_ID.to_owned(),
+        api_id: local_gateway::LOCAL_API_ID.to_owned(),
+        api_endpoint: "ws://127.0.0.1:1".to_owned(),
+        services_endpoint: "http://127.0.0.1:1".to_owned(),
+    };
+    let api: ApiModel = template.api(stage, &local)?;
+    let message = api
+        .functions
         .values()
-        .find(|r| {
-            r.get("Type").and_then(Value::as_str) == Some("AWS::Lambda::Function")
-                && r.pointer("/Metadata/local:binary").and_then(Value::as_str) == Some("message")
-        })
+        .find(|f| f.binary == "message")
         .ok_or_else(|| anyhow!("no function with Metadata local:binary = message"))?;
-    let props = message
-        .get("Properties")
-        .ok_or_else(|| anyhow!("message function without Properties"))?;
-    let variables = props.pointer("/Environment/Variables");
-    let table_ref = variables
-        .and_then(|v| v.pointer("/CONNECTIONS_TABLE/Ref"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| anyhow!("message function: CONNECTIONS_TABLE is not a Ref"))?;
-    let connections_table = resources
-        .get(table_ref)
-        .and_then(|t| t.pointer("/Properties/TableName"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| anyhow!("table {table_ref} has no literal TableName"))?
-        .to_owned();
-    let fanout_concurrency = variables
-        .and_then(|v| v.get("FANOUT_CONCURRENCY"))
-        .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()))
-        .map_or(64, |n| usize::try_from(n).unwrap_or(64));
-    let authorizer_sources = resources
-        .values()
-        .find(|r| {
-            r.get("Type").and_then(Value::as_str) == Some("AWS::ApiGatewayV2::Route")
-                && r.pointer("/Properties/RouteKey").and_then(Value::as_str) == Some("$connect")
-        })
-        .and_then(|route| route.pointer("/Properties/AuthorizerId/Ref"))
-        .and_then(Value::as_str)
-        .and_then(|id| resources.get(id))
-        .map(|authorizer| {
-            authorizer
-                .pointer("/Properties/IdentitySource")
-                .and_then(Value::as_array)
-                .map(|sources| {
-                    sources
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default()
+    let env = |name: &str| message.environment.get(name);
+    let connections_table = env("CONNECTIONS_TABLE")
+        .ok_or_else(|| anyhow!("message function: no CONNECTIONS_TABLE"))?
+        .clone();
+    let audit_table = env("AUDIT_TABLE")
+        .ok_or_else(|| anyhow!("message function: no AUDIT_TABLE"))?
+        .clone();
+    let authorizer = api
+        .route("$connect")
+        .and_then(|r| r.authorizer.as_ref())
+        .map(|a| {
+            let function = api.functions.get(&a.function);
+            let var = |name: &str| function.and_then(|f| f.environment.get(name)).cloned();
+            (
+                a.identity_sources.clone(),
+                var("JWT_ISSUER"),
+                var("JWT_AUDIENCE"),
+            )
         });
     Ok(TemplateFacts {
         connections_table,
-        message_memory_mb: props
-            .get("MemorySize")
-            .and_then(Value::as_u64)
-            .unwrap_or(128),
-        message_architecture: props
-            .pointer("/Architectures/0")
-            .and_then(Value::as_str)
-            .unwrap_or("x86_64")
-            .to_owned(),
-        fanout_concurrency,
-        authorizer_sources,
+        audit_table,
+        tables: api.tables.clone(),
+        message_memory_mb: message.memory_mb,
+        // The reader keeps no architecture: the stack builds arm64 (cdk.json), say so.
+        message_architecture: architecture(path, &message.logical_id),
+        fanout_concurrency: env("FANOUT_CONCURRENCY")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64),
+        authorizer,
     })
+}
+
+/// `Architectures[0]` of a function (the gateway runs what this machine builds and ignores it).
+fn architecture(path: &Path, logical_id: &str) -> String {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|t| {
+            t.pointer(&format!(
+                "/Resources/{logical_id}/Properties/Architectures/0"
+            ))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "x86_64".to_owned())
 }
 
 /// How clients prove who they are when the template puts an authorizer on `$connect`.
@@ -265,96 +286,41 @@ pub struct Credentials {
     pub headers: Vec<(String, String)>,
 }
 
-/// Credentials for each identity source of the `$connect` authorizer (none without one): the
-/// token the gateway printed for its sample user when it takes local tokens, else one from
-/// `make token USER=bench`.
-pub fn credentials(
-    facts: &TemplateFacts,
-    repo: &Path,
-    printed: Option<&str>,
-) -> Result<Credentials> {
-    let Some(sources) = &facts.authorizer_sources else {
+/// Credentials for each identity source of the `$connect` authorizer (none without one): a
+/// token for `bench` signed with the local key, as `mint-token` signs it.
+pub fn credentials(facts: &TemplateFacts) -> Result<Credentials> {
+    let Some((sources, issuer, audience)) = &facts.authorizer else {
         return Ok(Credentials::default());
     };
-    let token = match printed {
-        Some(token) => token.to_owned(),
-        None => make_token(repo)?,
-    };
+    let secret = std::fs::read_to_string(JWT_SECRET_FILE)
+        .with_context(|| format!("read {JWT_SECRET_FILE} (`make bench` creates it)"))?;
+    let token = realtime_auth::local::mint(
+        secret.trim().as_bytes(),
+        "bench",
+        realtime_auth::local::DEFAULT_TTL_SECS,
+        issuer.as_deref(),
+        audience.as_deref(),
+    )
+    .context("sign a local token")?;
     let mut credentials = Credentials::default();
     for source in sources {
-        if let Some(name) = source.strip_prefix("route.request.querystring.") {
-            credentials.query.push((name.to_owned(), token.clone()));
-        } else if let Some(name) = source.strip_prefix("route.request.header.") {
-            credentials
+        match source {
+            IdentitySource::QueryString(name) => {
+                credentials.query.push((name.clone(), token.clone()))
+            }
+            IdentitySource::Header(name) => credentials
                 .headers
-                .push((name.to_owned(), format!("Bearer {token}")));
+                .push((name.clone(), format!("Bearer {token}"))),
+            IdentitySource::StageVariable(_) | IdentitySource::Context(_) => {}
         }
     }
     Ok(credentials)
 }
 
-fn make_token(repo: &Path) -> Result<String> {
-    let output = std::process::Command::new("make")
-        .args(["--no-print-directory", "-s", "token", "USER=bench"])
-        .current_dir(repo)
-        .output()
-        .context("run `make token USER=bench`")?;
-    // The token comes alone on the first line; how to use it follows.
-    let token = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::trim)
-        .find(|l| l.split('.').count() == 3 && !l.contains(' '))
-        .map(str::to_owned);
-    match token.filter(|_| output.status.success()) {
-        Some(token) => Ok(token),
-        None => bail!(
-            "the template has an authorizer on $connect, but the gateway printed no token and `make token USER=bench` gave none: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ),
-    }
-}
-
-/// The token in a ready line such as `npx wscat -c "ws://127.0.0.1:3001/dev?token=eyJ..."`.
-fn token_in(line: &str) -> Option<String> {
-    let (_, rest) = line.split_once("token=")?;
-    let token: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        .collect();
-    (token.split('.').count() == 3).then_some(token)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{callback_from_ready_line, token_in};
-
-    #[test]
-    fn reads_the_printed_token() {
-        assert_eq!(
-            token_in(
-                r#"  Connect as alice:  npx wscat -c "ws://127.0.0.1:3001/dev?token=aa.bb-_.cc""#
-            ),
-            Some("aa.bb-_.cc".to_owned())
-        );
-        assert_eq!(token_in("  More tokens:       make token USER=bob"), None);
-        assert_eq!(token_in("?token=TOKEN"), None);
-    }
-
-    #[test]
-    fn reads_the_callback_url_from_either_ready_text() {
-        assert_eq!(
-            callback_from_ready_line("@connections API: http://127.0.0.1:4000/dev/@connections/{id}   (Ctrl-C stops everything)"),
-            Some("http://127.0.0.1:4000/dev".to_owned())
-        );
-        assert_eq!(
-            callback_from_ready_line(
-                "  @connections API:  http://127.0.0.1:4000/dev/@connections/{id}"
-            ),
-            Some("http://127.0.0.1:4000/dev".to_owned())
-        );
-        assert_eq!(
-            callback_from_ready_line("  Connect:  npx wscat -c \"ws://127.0.0.1:4000/dev\""),
-            None
-        );
-    }
+/// Clients of the gateway at `url`, with the template's credentials.
+pub fn target(url: String, facts: &TemplateFacts) -> Result<Target> {
+    Ok(Target {
+        url,
+        credentials: credentials(facts)?,
+    })
 }

@@ -15,7 +15,10 @@ mod gateway;
 mod machine;
 mod overhead;
 mod report;
+mod room;
 mod stats;
+mod storm;
+mod swarm;
 mod sys;
 
 use std::future::Future;
@@ -44,6 +47,8 @@ enum Command {
     Run(Box<RunArgs>),
     /// A raw WebSocket echo server on 127.0.0.1 (the floor of the overhead benchmark); prints its port.
     EchoServer,
+    /// Holds a share of a room's clients for `run` (JSON lines on stdin and stdout).
+    Clients(swarm::ChildArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,7 +78,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 4)]
     max_processes: u16,
     /// Run only these phases (comma-separated: footprint, cold-start, broadcast, overhead,
-    /// fan-out, capacity), e.g. to study one; the others are marked skipped.
+    /// fan-out, capacity, room, storm), e.g. to study one; the others are marked skipped.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// When `make bench` started (epoch seconds), to report its whole wall time.
@@ -114,6 +119,10 @@ pub struct Plan {
     pub broadcast_rounds: usize,
     /// The gateway's processes per function.
     pub max_processes_per_function: u16,
+    /// The room of 15,000.
+    pub room: room::Plan,
+    /// The connect storm.
+    pub storm: storm::Plan,
     #[serde(skip)]
     fanout_steps: Vec<fanout::Step>,
 }
@@ -149,6 +158,23 @@ impl Plan {
             broadcast_clients: if quick { 100 } else { 500 },
             broadcast_rounds: if quick { 3 } else { 7 },
             max_processes_per_function: max_processes,
+            room: room::Plan {
+                members: if quick { 1500 } else { 15_000 },
+                client_processes: 3,
+                // 10,000/s and a burst of 5,000 on AWS; scaled to what 2 cores post with room
+                // to spare, so that the throttle, not the CPU, bounds the fan-out, and with a
+                // burst small beside N so that it does not hide the rate.
+                throttle_per_second: if quick { 500 } else { 2000 },
+                throttle_burst: if quick { 50 } else { 300 },
+                latency_ms: 20,
+                // Two cores: four fan-out processes keep the posts in flight without starving
+                // the gateway and the clients.
+                queued_max_concurrency: 4,
+            },
+            storm: storm::Plan {
+                rate_per_s: 500,
+                seconds: if quick { 3 } else { 10 },
+            },
             fanout_steps,
         }
     }
@@ -181,6 +207,10 @@ pub struct Results {
     pub capacity: Phase<capacity::Capacity>,
     /// Benchmark 7.
     pub cost: Phase<cost::Cost>,
+    /// Benchmark 8: a room of 15,000, both fan-out tiers.
+    pub room: Phase<room::Room>,
+    /// Benchmark 9: the connect storm, sharded and unsharded.
+    pub storm: Phase<storm::Storm>,
     /// Each goal of the issue: met, or by how much missed and why.
     pub goals: Vec<report::Goal>,
 }
@@ -257,6 +287,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::EchoServer => overhead::echo_server().await.map(|()| true),
+            Command::Clients(args) => swarm::child(args).await.map(|()| true),
             Command::Run(args) => run(*args).await,
         }
     });
@@ -311,7 +342,7 @@ async fn run(args: RunArgs) -> Result<bool> {
             "full sizes"
         }
     );
-    let facts = gateway::read_template(&template)?;
+    let facts = gateway::read_template(&template, &args.stage)?;
 
     let footprint = phase("footprint", async {
         footprint::measure(&bin_dir, &repo, &machine.commit)
@@ -333,6 +364,9 @@ async fn run(args: RunArgs) -> Result<bool> {
             &coldstart::Setup {
                 rust_binary: bin_dir.join("connect"),
                 python: python.clone(),
+                tables: facts.tables.clone(),
+                connections_table: facts.connections_table.clone(),
+                audit_table: facts.audit_table.clone(),
                 python_dir: repo.join("bench/baselines/python"),
                 dynamodb_endpoint: endpoint.clone(),
                 log_dir: log_dir.clone(),
@@ -357,7 +391,7 @@ async fn run(args: RunArgs) -> Result<bool> {
     let (broadcast, overhead) = if !wanted("local broadcast") && !wanted("gateway overhead") {
         (Phase::Skipped, Phase::Skipped)
     } else {
-        match fresh_gateway(&db, &launch, &facts, &repo, 0, "plain").await {
+        match fresh_gateway(&db, &launch, &facts, 0, "plain").await {
             Ok((gateway, target)) => {
                 let broadcast = phase(
                     "local broadcast",
@@ -399,16 +433,7 @@ async fn run(args: RunArgs) -> Result<bool> {
     let fanout = if !wanted("fan-out") {
         Phase::Skipped
     } else {
-        match fresh_gateway(
-            &db,
-            &launch,
-            &facts,
-            &repo,
-            plan.fanout_latency_ms,
-            "fanout",
-        )
-        .await
-        {
+        match fresh_gateway(&db, &launch, &facts, plan.fanout_latency_ms, "fanout").await {
             Ok((gateway, target)) => {
                 let ctx = fanout::Setup {
                     target: target.clone(),
@@ -431,7 +456,7 @@ async fn run(args: RunArgs) -> Result<bool> {
     let capacity = if !wanted("capacity") {
         Phase::Skipped
     } else {
-        match fresh_gateway(&db, &launch, &facts, &repo, 0, "capacity").await {
+        match fresh_gateway(&db, &launch, &facts, 0, "capacity").await {
             Ok((gateway, target)) => {
                 let mut held = Vec::new();
                 let result = phase("capacity", async {
@@ -464,6 +489,10 @@ async fn run(args: RunArgs) -> Result<bool> {
             Err(error) => Phase::from_result(Err(error), "capacity"),
         }
     };
+    // The room and the storm run the gateway in this process, after the phases that measure
+    // a gateway process of its own.
+    let room = phase("room", room::measure(&launch, &facts, &db, &plan.room)).await;
+    let storm = phase("storm", storm::measure(&launch, &facts, &db, &plan.storm)).await;
     dynamodb.stop().await;
 
     let cost = match fanout {
@@ -483,6 +512,8 @@ async fn run(args: RunArgs) -> Result<bool> {
         fanout,
         capacity,
         cost,
+        room,
+        storm,
         goals: Vec::new(),
     };
     results.goals = report::goals(&results);
@@ -510,32 +541,31 @@ async fn run(args: RunArgs) -> Result<bool> {
         matches!(results.overhead, Phase::Failed(_)),
         matches!(results.fanout, Phase::Failed(_)),
         matches!(results.capacity, Phase::Failed(_)),
+        matches!(results.room, Phase::Failed(_)),
+        matches!(results.storm, Phase::Failed(_)),
     ]
     .contains(&true);
     Ok(!failed)
 }
 
 /// Drops every table (the last phase's state) and starts a gateway, which creates them anew.
+/// The fan-out phase measures the message handler's own fan-out: the queued tier is the room
+/// phase's subject, so the functions get a threshold above every room here.
 async fn fresh_gateway(
     db: &aws_sdk_dynamodb::Client,
     launch: &Launch,
     facts: &gateway::TemplateFacts,
-    repo: &std::path::Path,
     latency_ms: u64,
     name: &str,
 ) -> Result<(Gateway, Target)> {
     ddb::drop_all_tables(db).await?;
-    let gateway = Gateway::start(launch, latency_ms, name).await?;
-    let credentials = match gateway::credentials(facts, repo, gateway.printed_token.as_deref()) {
-        Ok(credentials) => credentials,
+    let env = [("QUEUED_FANOUT_ABOVE", "10000000")];
+    let gateway = Gateway::start(launch, latency_ms, &env, name).await?;
+    match gateway::target(gateway.ws_url.clone(), facts) {
+        Ok(target) => Ok((gateway, target)),
         Err(error) => {
             gateway.stop().await;
-            return Err(error);
+            Err(error)
         }
-    };
-    let target = Target {
-        url: gateway.ws_url.clone(),
-        credentials,
-    };
-    Ok((gateway, target))
+    }
 }
