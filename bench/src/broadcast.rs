@@ -42,23 +42,15 @@ pub async fn measure(
     // One unmeasured round first: the handler process and its connections warm up.
     for round in 0..=rounds {
         let marker = format!("b{round}");
-        let sent = fleet
-            .send(0, &json!({"action": "sendmessage", "text": marker}))
+        let frame = json!({"action": "sendmessage", "text": marker});
+        let (lo, hi) = fleet
+            .round(&frame, &marker, clients, Duration::from_secs(60))
             .await?;
-        let times = fleet
-            .collect("message", Some(&marker), clients, Duration::from_secs(60))
-            .await?;
-        let ms = |t: std::time::Instant| (t - sent).as_secs_f64() * 1000.0;
-        let (Some(lo), Some(hi)) = (times.iter().min(), times.iter().max()) else {
-            bail!("no arrivals");
-        };
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         if round > 0 {
-            eprintln!(
-                "bench: broadcast to {clients}: last after {:.1} ms",
-                ms(*hi)
-            );
-            last.push(ms(*hi));
-            first.push(ms(*lo));
+            eprintln!("bench: broadcast to {clients}: last after {:.1} ms", ms(hi));
+            last.push(ms(hi));
+            first.push(ms(lo));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

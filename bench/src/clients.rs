@@ -135,6 +135,10 @@ pub struct Arrival {
     pub text: Option<String>,
     /// When the client read it.
     pub at: Instant,
+    /// The same moment as epoch µs, comparable across processes.
+    pub wall_us: u64,
+    /// Which client of the fleet read it.
+    pub client: usize,
     /// The whole frame, for error messages.
     pub raw: String,
 }
@@ -168,6 +172,7 @@ impl Fleet {
     /// Adds clients; their frames start arriving on the fleet's channel.
     pub fn add(&mut self, sockets: Vec<Ws>) {
         for ws in sockets {
+            let client = self.sinks.len();
             let (sink, mut stream) = ws.split();
             let tx = self.tx.clone();
             self.readers.push(tokio::spawn(async move {
@@ -175,7 +180,7 @@ impl Fleet {
                     let Message::Text(text) = message else {
                         continue;
                     };
-                    let at = Instant::now();
+                    let (at, wall_us) = (Instant::now(), crate::swarm::now_us());
                     let value: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
                     let kind = match value.get("type").and_then(Value::as_str) {
                         Some(kind) => kind.to_owned(),
@@ -191,6 +196,8 @@ impl Fleet {
                         kind,
                         text: text_field,
                         at,
+                        wall_us,
+                        client,
                         raw,
                     });
                 }
@@ -210,6 +217,28 @@ impl Fleet {
             .await
             .context("send a frame")?;
         Ok(sent)
+    }
+
+    /// The next frame any client read (`None` never comes: the fleet holds a sender).
+    pub async fn next(&mut self) -> Option<Arrival> {
+        self.rx.recv().await
+    }
+
+    /// Sends `frame` from client 0 and waits for `n` `message` frames whose `text` is
+    /// `marker`: the time from the send to the first and to the last of them.
+    pub async fn round(
+        &mut self,
+        frame: &Value,
+        marker: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<(Duration, Duration)> {
+        let sent = self.send(0, frame).await?;
+        let times = self.collect("message", Some(marker), n, timeout).await?;
+        let (Some(first), Some(last)) = (times.iter().min(), times.iter().max()) else {
+            bail!("no arrivals");
+        };
+        Ok((*first - sent, *last - sent))
     }
 
     /// Waits for `expected` frames of `kind` (and `text`, when given); returns their arrival

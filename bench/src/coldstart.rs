@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -111,9 +111,9 @@ pub struct ColdStart {
 
 enum ApiEvent {
     Next(Instant),
-    Response { at: Instant, body: Bytes },
-    Error { body: Bytes },
-    InitError { body: Bytes },
+    Response(Instant, Bytes),
+    /// `/error` or `/init/error`, as a phrase for the message, and the report.
+    Failed(&'static str, Bytes),
 }
 
 struct Api {
@@ -147,32 +147,6 @@ async fn next(State(api): State<Arc<Api>>) -> Response {
         }
     }
     (headers, event).into_response()
-}
-
-async fn response(
-    State(api): State<Arc<Api>>,
-    UrlPath(_request_id): UrlPath<String>,
-    body: Bytes,
-) -> Response {
-    let _ = api.events.send(ApiEvent::Response {
-        at: Instant::now(),
-        body,
-    });
-    (StatusCode::ACCEPTED, r#"{"status":"OK"}"#).into_response()
-}
-
-async fn error(
-    State(api): State<Arc<Api>>,
-    UrlPath(_request_id): UrlPath<String>,
-    body: Bytes,
-) -> Response {
-    let _ = api.events.send(ApiEvent::Error { body });
-    (StatusCode::ACCEPTED, r#"{"status":"OK"}"#).into_response()
-}
-
-async fn init_error(State(api): State<Arc<Api>>, body: Bytes) -> Response {
-    let _ = api.events.send(ApiEvent::InitError { body });
-    (StatusCode::ACCEPTED, r#"{"status":"OK"}"#).into_response()
 }
 
 /// A `$connect` event as the local gateway builds it (the captured shape), for a client on
@@ -312,7 +286,7 @@ async fn wait_response(
             ApiEvent::Next(at) => {
                 first_next.get_or_insert(at);
             }
-            ApiEvent::Response { at, body } => {
+            ApiEvent::Response(at, body) => {
                 let status = serde_json::from_slice::<serde_json::Value>(&body)
                     .ok()
                     .and_then(|v| v.get("statusCode").and_then(serde_json::Value::as_u64));
@@ -324,12 +298,8 @@ async fn wait_response(
                 }
                 return Ok((at, first_next));
             }
-            ApiEvent::Error { body } => bail!(
-                "{runtime:?} handler reported an error: {}",
-                String::from_utf8_lossy(&body)
-            ),
-            ApiEvent::InitError { body } => bail!(
-                "{runtime:?} handler failed to initialize: {}",
+            ApiEvent::Failed(what, body) => bail!(
+                "{runtime:?} handler {what}: {}",
                 String::from_utf8_lossy(&body)
             ),
         }
@@ -344,22 +314,32 @@ async fn run_once(setup: &Setup, runtime: Runtime, db: &aws_sdk_dynamodb::Client
     let addr = listener.local_addr()?;
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let api = Arc::new(Api {
-        jobs: Mutex::new(jobs_rx),
-        events: events_tx,
-    });
+    // The handler's reports: recorded as they arrive, each acknowledged as Lambda does.
+    let report = |event: fn(Instant, Bytes) -> ApiEvent| {
+        let events = events_tx.clone();
+        post(move |body: Bytes| async move {
+            let _ = events.send(event(Instant::now(), body));
+            (StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
+        })
+    };
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
         .route(
             "/2018-06-01/runtime/invocation/{request_id}/response",
-            post(response),
+            report(ApiEvent::Response),
         )
         .route(
             "/2018-06-01/runtime/invocation/{request_id}/error",
-            post(error),
+            report(|_, body| ApiEvent::Failed("reported an error", body)),
         )
-        .route("/2018-06-01/runtime/init/error", post(init_error))
-        .with_state(api);
+        .route(
+            "/2018-06-01/runtime/init/error",
+            report(|_, body| ApiEvent::Failed("failed to initialize", body)),
+        )
+        .with_state(Arc::new(Api {
+            jobs: Mutex::new(jobs_rx),
+            events: events_tx,
+        }));
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

@@ -103,13 +103,11 @@ async fn handler_round(
         Some(room) => json!({"action": "sendmessage", "room": room, "text": marker}),
         None => json!({"action": "sendmessage", "text": marker}),
     };
-    let sent = fleet.send(0, &frame).await?;
-    let times = fleet
-        .collect("message", Some(marker), n, ROUND_TIMEOUT)
+    let (_, last) = fleet
+        .round(&frame, marker, n, ROUND_TIMEOUT)
         .await
         .with_context(|| format!("sendmessage to {n} members"))?;
-    let last = times.into_iter().max().unwrap_or(sent);
-    Ok(ms(last - sent))
+    Ok(ms(last))
 }
 
 /// A round of the core crate's fan-out from the harness, with `policy`.

@@ -6,20 +6,15 @@
 //! that the parent can compare them across processes.
 
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
-use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::clients::{self, Target};
+use crate::clients::{self, Fleet, Target};
 use crate::gateway::Credentials;
 
 /// What `bench clients` is told on its command line.
@@ -64,16 +59,7 @@ pub enum Event {
         frame: Value,
     },
     /// The marked message's arrivals so far.
-    Report {
-        /// Clients that received it.
-        delivered: usize,
-        /// The first arrival, epoch µs (0: none).
-        first_us: u64,
-        /// The last arrival, epoch µs (0: none).
-        last_us: u64,
-        /// Error frames any client got.
-        errors: usize,
-    },
+    Report(Arrivals),
 }
 
 /// Epoch µs now, as every process reads it (CLOCK_REALTIME).
@@ -90,23 +76,15 @@ fn emit(event: &Event) {
     }
 }
 
-#[derive(Default)]
-struct Arrivals {
-    delivered: AtomicUsize,
-    errors: AtomicUsize,
-    first_us: AtomicU64,
-    last_us: AtomicU64,
-}
-
-impl Arrivals {
-    fn report(&self) -> Event {
-        Event::Report {
-            delivered: self.delivered.load(Ordering::Acquire),
-            first_us: self.first_us.load(Ordering::Acquire),
-            last_us: self.last_us.load(Ordering::Acquire),
-            errors: self.errors.load(Ordering::Acquire),
-        }
-    }
+/// The marked message's arrivals in one process.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Arrivals {
+    /// Clients that received it.
+    delivered: usize,
+    /// Error frames any client got.
+    errors: usize,
+    /// The last arrival, epoch µs (0: none).
+    last_us: u64,
 }
 
 /// `bench clients`: connects, then follows the commands on stdin (`send FRAME`, `report`,
@@ -134,77 +112,48 @@ pub async fn child(args: ChildArgs) -> Result<()> {
         count: sockets.len(),
         error,
     });
-    let arrivals = Arc::new(Arrivals {
-        first_us: AtomicU64::new(u64::MAX),
-        ..Arrivals::default()
-    });
-    let (replies, mut replies_rx) = mpsc::unbounded_channel::<Value>();
-    let mut sinks = Vec::with_capacity(sockets.len());
-    let mut readers = Vec::with_capacity(sockets.len());
-    let total = sockets.len();
-    for (index, ws) in sockets.into_iter().enumerate() {
-        let (sink, mut stream) = ws.split();
-        sinks.push(sink);
-        let arrivals = arrivals.clone();
-        let replies = replies.clone();
-        let marker = args.marker.clone();
-        readers.push(tokio::spawn(async move {
-            while let Some(Ok(message)) = stream.next().await {
-                let Message::Text(text) = message else {
-                    continue;
-                };
-                let at = now_us();
-                let frame: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
-                let kind = frame.get("type").and_then(Value::as_str);
-                let is_marked = kind == Some("message")
-                    && frame.get("text").and_then(Value::as_str) == Some(marker.as_str());
-                if is_marked {
-                    arrivals.first_us.fetch_min(at, Ordering::AcqRel);
-                    arrivals.last_us.fetch_max(at, Ordering::AcqRel);
-                    let delivered = arrivals.delivered.fetch_add(1, Ordering::AcqRel) + 1;
-                    if delivered == total {
-                        emit(&arrivals.report());
-                    }
-                    continue;
-                }
-                if kind != Some("message") {
-                    if kind.is_none_or(|k| k == "error") {
-                        arrivals.errors.fetch_add(1, Ordering::AcqRel);
-                    }
-                    if index == 0 {
-                        let _ = replies.send(frame);
-                    }
-                }
-            }
-        }));
-    }
+    let mut fleet = Fleet::default();
+    fleet.add(sockets);
+    let total = fleet.len();
+    let mut arrivals = Arrivals::default();
     let mut commands = BufReader::new(tokio::io::stdin()).lines();
     loop {
         tokio::select! {
-            Some(frame) = replies_rx.recv() => emit(&Event::Reply { frame }),
+            Some(arrival) = fleet.next() => {
+                if arrival.kind == "message" {
+                    if arrival.text.as_deref() == Some(args.marker.as_str()) {
+                        arrivals.last_us = arrivals.last_us.max(arrival.wall_us);
+                        arrivals.delivered += 1;
+                        if arrivals.delivered == total {
+                            emit(&Event::Report(arrivals));
+                        }
+                    }
+                    continue;
+                }
+                if arrival.kind == "apigw" || arrival.kind == "error" {
+                    arrivals.errors += 1;
+                }
+                if arrival.client == 0 {
+                    let frame = serde_json::from_str(&arrival.raw).unwrap_or(Value::Null);
+                    emit(&Event::Reply { frame });
+                }
+            }
             line = commands.next_line() => {
                 let Ok(Some(line)) = line else { break };
                 match line.split_once(' ').map_or((line.as_str(), ""), |(c, rest)| (c, rest)) {
                     ("send", frame) => {
-                        let sink = sinks.first_mut().ok_or_else(|| anyhow!("no client to send from"))?;
+                        let frame: Value = serde_json::from_str(frame).context("a frame to send")?;
                         let at_us = now_us();
-                        sink.send(Message::text(frame.to_owned())).await.context("send")?;
+                        fleet.send(0, &frame).await?;
                         emit(&Event::Sent { at_us });
                     }
-                    ("report", _) => emit(&arrivals.report()),
+                    ("report", _) => emit(&Event::Report(arrivals)),
                     _ => break,
                 }
             }
         }
     }
-    futures::stream::iter(sinks.iter_mut())
-        .for_each_concurrent(256, |sink| async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), sink.close()).await;
-        })
-        .await;
-    for reader in readers {
-        reader.abort();
-    }
+    fleet.close().await;
     Ok(())
 }
 
@@ -213,7 +162,7 @@ struct Member {
     child: Child,
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
-    report: Option<(usize, u64, u64, usize)>,
+    report: Option<Arrivals>,
 }
 
 impl Member {
@@ -343,12 +292,7 @@ impl Swarm {
                     Ok(Event::Reply { frame }) => {
                         ack.get_or_insert(frame);
                     }
-                    Ok(Event::Report {
-                        delivered,
-                        first_us,
-                        last_us,
-                        errors,
-                    }) => member.report = Some((delivered, first_us, last_us, errors)),
+                    Ok(Event::Report(arrivals)) => member.report = Some(arrivals),
                     Ok(Event::Connected { .. }) | Err(_) => {}
                 }
                 let done = member.report.is_some() && (i != 0 || ack.is_some());
@@ -362,14 +306,8 @@ impl Swarm {
                     member.command("report").await?;
                     let late = tokio::time::Instant::now() + Duration::from_secs(10);
                     while member.report.is_none() {
-                        if let Event::Report {
-                            delivered,
-                            first_us,
-                            last_us,
-                            errors,
-                        } = member.next(late).await?
-                        {
-                            member.report = Some((delivered, first_us, last_us, errors));
+                        if let Event::Report(arrivals) = member.next(late).await? {
+                            member.report = Some(arrivals);
                         }
                     }
                 }
@@ -384,10 +322,10 @@ impl Swarm {
             ack,
         };
         for member in &mut self.members {
-            if let Some((delivered, _, last_us, errors)) = member.report.take() {
-                delivery.delivered += delivered;
-                delivery.last_us = delivery.last_us.max(last_us);
-                delivery.errors += errors;
+            if let Some(arrivals) = member.report.take() {
+                delivery.delivered += arrivals.delivered;
+                delivery.last_us = delivery.last_us.max(arrivals.last_us);
+                delivery.errors += arrivals.errors;
             }
         }
         Ok(delivery)
