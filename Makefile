@@ -43,7 +43,7 @@ deps: $(VENV_STAMP) $(NODE_STAMP) $(JAVA_STAMP) ## install every tool the projec
 
 # ---- the two commands ----
 .PHONY: dev test
-dev: dev-gateway ## run the real handlers behind the local gateway on 127.0.0.1:3001
+dev: dev-gateway ## run the real handlers behind the local gateway on 127.0.0.1:3001, reloading what you edit (WATCH=0: not)
 
 test: fmt-check clippy cdk-test rust-test web-test synth-bundled ## everything: format, lint, stack tests, Rust tests, browser test, bundled synth
 	@echo "make test: all green"

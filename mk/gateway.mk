@@ -4,6 +4,8 @@
 # `make dev-gateway GATEWAY_PORT=3002 STAGE=dev GATEWAY_FLAGS="--idle-timeout 60"`
 GATEWAY_PORT ?= 3001
 GATEWAY_FLAGS ?=
+# `make dev` watches the sources and reloads under the open connections; `make dev WATCH=0` does not.
+WATCH ?= 1
 # Where cargo puts host debug builds (the handlers the gateway runs, and the gateway itself).
 GATEWAY_BIN_DIR := $(or $(CARGO_TARGET_DIR),target)/debug
 # The local HS256 key: the value of the stage's Secrets Manager secret when the gateway runs
@@ -43,13 +45,17 @@ $(JWT_SECRET_FILE):
 	  rm -f "$$tmp"
 
 # The gateway prints, once ready, a wscat command and the web client's address with a token for
-# alice. Ctrl-C (SIGINT) or SIGTERM stops it: it closes the clients, runs their $disconnect,
-# and stops every handler process and DynamoDB Local (which also die with it if it is killed).
+# alice. Unless WATCH=0 it then watches the sources: a saved handler is rebuilt and swapped in,
+# a changed stack re-synthesized and applied, open web pages told; connections stay open.
+# Ctrl-C (SIGINT) or SIGTERM stops it: it closes the clients, runs their $disconnect, and stops
+# every handler process and DynamoDB Local (which also die with it if it is killed).
 dev-gateway: $(NODE_STAMP) $(JAVA_STAMP) gateway-bins $(JWT_SECRET_FILE) ## run the real handlers behind the local gateway on 127.0.0.1:GATEWAY_PORT
 	$(MAKE) --no-print-directory synth-dev STAGE=$(STAGE)
 	exec $(GATEWAY_BIN_DIR)/local-gateway --template $(GATEWAY_TEMPLATE) \
 	  --stage $(STAGE) --port $(GATEWAY_PORT) --bin-dir $(GATEWAY_BIN_DIR) \
-	  --jwt-secret-file $(JWT_SECRET_FILE) --web-dir web $(GATEWAY_FLAGS)
+	  --jwt-secret-file $(JWT_SECRET_FILE) --web-dir web \
+	  $(if $(filter 0,$(WATCH)),,--watch --build-command 'cargo build --workspace --bins' \
+	    --synth-command '$(MAKE) --no-print-directory synth-dev STAGE=$(STAGE)') $(GATEWAY_FLAGS)
 
 # Works with or without a running gateway. The token comes alone on the first line (for
 # scripts: `make -s token USER=bob | head -n1`), then how to use it, written at once (by cat: the

@@ -54,6 +54,8 @@
     text: $('text'),
     whisperTo: $('whisper-to'),
     whisper: $('whisper'),
+    reloadHint: $('reload-hint'),
+    reload: $('reload'),
   };
 
   const params = new URLSearchParams(location.search);
@@ -992,6 +994,15 @@
   window.addEventListener('online', () => {
     if (state.wanted && !state.socket) connect();
   });
+
+  // Served over plain HTTP by the gateway it connects to (no ?url=): the local gateway, which
+  // says when these files change under `make dev`. A hint, not a reload: the page holds a
+  // connection and maybe a draft.
+  if (location.protocol === 'http:' && !params.get('url') && typeof EventSource === 'function') {
+    const changes = new EventSource('/_local/reload');
+    changes.addEventListener('reload', () => { ui.reloadHint.hidden = false; });
+  }
+  ui.reload.addEventListener('click', () => location.reload());
 
   // ---- start ----
   ui.url.value = params.get('url') || defaultUrl();

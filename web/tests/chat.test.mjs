@@ -19,7 +19,7 @@
 
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
-import { mkdirSync, readFileSync, createWriteStream, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, createWriteStream, existsSync, cpSync, appendFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash, createHmac } from 'node:crypto';
@@ -28,6 +28,8 @@ import { chromium } from 'playwright-core';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const WEB = join(ROOT, 'web');
 const OUT = resolve(ROOT, process.env.WEB_TEST_OUT || 'test-output/web');
+/** The copy of web/ the gateway serves and watches: the test edits it, never web/ itself. */
+const SERVED_WEB = join(OUT, 'served-web');
 const CHROMIUM = process.env.WEB_TEST_CHROMIUM || '/usr/bin/chromium';
 const GATEWAY = resolve(ROOT, process.env.WEB_TEST_GATEWAY || 'target/debug/local-gateway');
 const TEMPLATE = resolve(ROOT, process.env.WEB_TEST_TEMPLATE || 'cdk.out/Realtime-dev.template.json');
@@ -91,8 +93,11 @@ function assert(condition, message) {
 function startGateway() {
   return new Promise((resolveStart, rejectStart) => {
     const extra = (process.env.WEB_TEST_GATEWAY_ARGS || '').split(/\s+/).filter(Boolean);
+    cpSync(WEB, SERVED_WEB, { recursive: true });
+    // Watching the copy of web/ only (no Rust or stack sources: nothing is built).
     const args = ['--port', '0', '--stage', STAGE, '--template', TEMPLATE,
-      '--bin-dir', dirname(GATEWAY), '--env', `MAX_ROOMS_PER_CONNECTION=${MAX_ROOMS}`, ...extra];
+      '--bin-dir', dirname(GATEWAY), '--env', `MAX_ROOMS_PER_CONNECTION=${MAX_ROOMS}`,
+      '--web-dir', SERVED_WEB, '--watch', '--watch-rust', '--watch-stack', ...extra];
     // Its own process group: a gateway that does not stop in time is killed with its children.
     const child = spawn(GATEWAY, args, {
       cwd: ROOT,
@@ -462,6 +467,13 @@ async function main() {
   await step('the keep-alive ping is answered', async () => {
     // Alice's page pings every 5 s (?ping=5); the pong shows the round trip.
     await alice.waitForFunction(() => /^ping \d+ ms$/.test(document.querySelector('#latency').textContent), null, { timeout: 7000 });
+  });
+
+  await step('an edit of a web file on disk offers a reload in the page the gateway serves', async () => {
+    assert(await alice.isHidden('#reload-hint'), 'the reload hint shows before any edit');
+    appendFileSync(join(SERVED_WEB, 'style.css'), '\n/* edited by the browser test */\n');
+    await alice.waitForSelector('#reload-hint', { state: 'visible', timeout: WAIT_MS });
+    assert(await bob.isHidden('#reload-hint'), 'a page served elsewhere shows the local gateway\'s hint');
   });
 
   await step('a screenshot of the chat is written', async () => {

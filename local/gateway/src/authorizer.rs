@@ -11,20 +11,21 @@ use tracing::warn;
 
 use crate::connections::Connection;
 use crate::iam::policy::PolicySet;
-use crate::state::Shared;
+use crate::state::{Shared, Stack};
 use crate::template::{AuthorizerSpec, IdentitySource};
 
 /// Runs the authorizer; `Ok` holds `requestContext.authorizer` for later events, `Err` the
 /// status that refuses the upgrade.
 pub(crate) async fn authorize(
     shared: &Shared,
+    stack: &Stack,
     spec: &AuthorizerSpec,
     connection: &Connection,
     request_id: &str,
     headers: &[(String, String)],
     query: &[(String, String)],
 ) -> Result<Map<String, Value>, StatusCode> {
-    let stage_variables = &shared.api.stage.variables;
+    let stage_variables = &stack.api.stage.variables;
     let present = spec.identity_sources.iter().all(|source| match source {
         IdentitySource::Header(name) => headers
             .iter()
@@ -40,10 +41,10 @@ pub(crate) async fn authorize(
     }
     let method_arn = format!(
         "arn:aws:execute-api:{}:{}:{}/{}/$connect",
-        shared.local.region, shared.local.account_id, shared.events.api_id, shared.events.stage
+        shared.local.region, shared.local.account_id, stack.events.api_id, stack.events.stage
     );
-    let event = request_event(shared, connection, request_id, &method_arn, headers, query);
-    let Some(pool) = shared.functions.get(&spec.function) else {
+    let event = request_event(stack, connection, request_id, &method_arn, headers, query);
+    let Some(pool) = stack.functions.get(&spec.function) else {
         return Err(StatusCode::INTERNAL_SERVER_ERROR);
     };
     let started = Instant::now();
@@ -133,7 +134,7 @@ fn read_decision(raw: &[u8]) -> Result<Decision, String> {
 
 /// The REQUEST authorizer event, shaped like the captured WebSocket one.
 fn request_event(
-    shared: &Shared,
+    stack: &Stack,
     connection: &Connection,
     request_id: &str,
     method_arn: &str,
@@ -173,21 +174,21 @@ fn request_event(
         "multiValueHeaders": multi_headers,
         "queryStringParameters": single_query,
         "multiValueQueryStringParameters": multi_query,
-        "stageVariables": shared.events.stage_variables,
+        "stageVariables": stack.events.stage_variables,
         "requestContext": {
             "routeKey": "$connect",
             "eventType": "CONNECT",
             "extendedRequestId": request_id,
             "requestTime": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
             "messageDirection": "IN",
-            "stage": shared.events.stage,
+            "stage": stack.events.stage,
             "connectedAt": facts.connected_at_ms,
             "requestTimeEpoch": now.timestamp_millis(),
             "identity": identity,
             "requestId": request_id,
-            "domainName": shared.events.domain_name,
+            "domainName": stack.events.domain_name,
             "connectionId": facts.id,
-            "apiId": shared.events.api_id,
+            "apiId": stack.events.api_id,
         },
     });
     serde_json::to_vec(&event).unwrap_or_default()

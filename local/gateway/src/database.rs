@@ -3,7 +3,7 @@
 //! their environment, so a restart elsewhere would not reach them.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dynamodb_local::{DynamoDbLocal, Options};
@@ -22,6 +22,8 @@ const RESTART_WINDOW: Duration = Duration::from_secs(60);
 /// A running DynamoDB Local and the task that watches it.
 pub(crate) struct Database {
     endpoint: String,
+    /// What a restart creates: the template's tables, those a reload added included.
+    tables: Arc<Mutex<Vec<TableSpec>>>,
     pid: Arc<AtomicU32>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -42,9 +44,11 @@ impl Database {
             port: Some(db.port()),
             ..options
         };
-        let task = tokio::spawn(watch(db, options, tables, pid.clone(), stopped));
+        let tables = Arc::new(Mutex::new(tables));
+        let task = tokio::spawn(watch(db, options, tables.clone(), pid.clone(), stopped));
         Ok(Self {
             endpoint,
+            tables,
             pid,
             stop: Some(stop),
             task: Some(task),
@@ -59,6 +63,11 @@ impl Database {
     /// The Java process's id, the current one after a restart (0: none runs).
     pub(crate) fn pid(&self) -> Option<u32> {
         Some(self.pid.load(Ordering::Acquire)).filter(|pid| *pid != 0)
+    }
+
+    /// The tables a restart creates: a reload adds those it created.
+    pub(crate) fn restart_tables(&self) -> Arc<Mutex<Vec<TableSpec>>> {
+        self.tables.clone()
     }
 
     /// Stops the watch, then DynamoDB Local.
@@ -76,7 +85,7 @@ impl Database {
 async fn watch(
     mut db: DynamoDbLocal,
     options: Options,
-    tables: Vec<TableSpec>,
+    tables: Arc<Mutex<Vec<TableSpec>>>,
     pid: Arc<AtomicU32>,
     mut stopped: oneshot::Receiver<()>,
 ) {
@@ -110,7 +119,7 @@ async fn watch(
             return;
         }
         let restarted = tokio::select! {
-            restarted = restart(&options, &tables) => restarted,
+            restarted = restart(&options, tables.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()) => restarted,
             _ = &mut stopped => return,
         };
         match restarted {
@@ -132,12 +141,12 @@ async fn watch(
 }
 
 /// A new DynamoDB Local with the template's tables.
-async fn restart(options: &Options, tables: &[TableSpec]) -> Result<DynamoDbLocal, String> {
+async fn restart(options: &Options, tables: Vec<TableSpec>) -> Result<DynamoDbLocal, String> {
     let db = DynamoDbLocal::start(options.clone())
         .await
         .map_err(|e| e.to_string())?;
     let client = tables::local_client(&db.endpoint(), crate::LOCAL_REGION);
-    tables::create_all(&client, tables)
+    tables::create_all(&client, &tables)
         .await
         .map_err(|e| e.to_string())?;
     Ok(db)

@@ -7,7 +7,7 @@
 //! messages and batches in flight finish, then the server, the handler processes, the local
 //! AWS services and DynamoDB Local stop.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,18 +21,20 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::database::Database;
-use crate::functions::{binary_path, EventSources, FunctionPool, HostSettings, MappingError};
+use crate::functions::{binary_path, EventSources, HostSettings, MappingError};
 use crate::iam::actions::Arns;
 use crate::iam::{Guard, RoleError};
 use crate::listener::{ClientInfo, RecordingListener};
 use crate::options::{DynamoDb, Options};
+use crate::reload::{function_pool, ReloadError, Reloader, StackChange};
 use crate::services::partitions::{HotPartitions, Partitions};
 use crate::services::secrets::{read_secret_file, SecretFileError, SecretStore};
 use crate::services::sqs::queues::{QueueCounts, QueuedMessage, Queues};
 use crate::services::AwsServices;
-use crate::state::{Limits, Shared};
+use crate::state::{Limits, Shared, Stack};
 use crate::tables::{self, TableError, LOCAL_ACCESS_KEY};
-use crate::template::{ApiModel, LocalContext, Template, TemplateError, CALLBACK_URL_VAR};
+use crate::template::{ApiModel, LocalContext, Template, TemplateError};
+use crate::watch::{Watch, WatchError, WatchOptions};
 use crate::web::WebRoot;
 use crate::{management, websocket};
 
@@ -110,8 +112,9 @@ pub struct Gateway {
     dynamodb_endpoint: String,
     services: AwsServices,
     queues: Arc<Queues>,
-    event_sources: EventSources,
+    event_sources: Arc<EventSources>,
     partitions: Arc<Partitions>,
+    reloader: Arc<Reloader>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -157,7 +160,17 @@ impl Gateway {
         )
         .await
         .map_err(StartError::Services)?;
-        let functions = function_pools(&api, &options, addr, &services, &guard);
+        let settings = host_settings(&options, &services);
+        let callback_url = format!("http://{addr}/{}", api.stage.name);
+        let functions = api
+            .functions
+            .values()
+            .map(|spec| {
+                let pool =
+                    function_pool(spec, &settings, &options.extra_env, &guard, &callback_url);
+                (spec.logical_id.clone(), Arc::new(pool))
+            })
+            .collect();
         let limits = Limits {
             idle_timeout: options.idle_timeout,
             max_duration: options.max_duration,
@@ -166,27 +179,39 @@ impl Gateway {
             max_in_flight: options.max_in_flight_per_connection.max(1),
             quotas: options.quotas,
         };
-        let shared = Arc::new(Shared::new(api, local, addr, functions, limits, web, guard));
-        let event_sources = EventSources::start(
-            &shared.api.event_source_mappings,
+        let stack = Stack::new(api, &local, addr, functions);
+        let event_sources = Arc::new(EventSources::start(
+            &stack.api.event_source_mappings,
             &queues,
-            &shared.functions,
+            &stack.functions,
             LOCAL_REGION,
             options.max_processes_per_function,
-        );
-        let (stop_server, server) = serve(listener, shared.clone());
+        ));
         info!(
-            stage = %shared.api.stage.name,
-            routes = shared.api.routes.len(),
-            functions = shared.functions.len(),
-            tables = shared.api.tables.len(),
-            secrets = shared.api.secrets.len(),
-            queues = shared.api.queues.len(),
+            stage = %stack.api.stage.name,
+            routes = stack.api.routes.len(),
+            functions = stack.functions.len(),
+            tables = stack.api.tables.len(),
+            secrets = stack.api.secrets.len(),
+            queues = stack.api.queues.len(),
             quotas = %options.quotas.describe(),
             dynamodb = %dynamodb_endpoint,
             aws_services = %services.endpoint,
-            "local gateway listening on ws://{addr}/{}", shared.api.stage.name
+            "local gateway listening on ws://{addr}/{}", stack.api.stage.name
         );
+        let shared = Arc::new(Shared::new(stack, local.clone(), addr, limits, web, guard));
+        let (stop_server, server) = serve(listener, shared.clone());
+        let reloader = Arc::new(Reloader {
+            shared: shared.clone(),
+            template: options.template.clone(),
+            local,
+            settings,
+            extra_env: options.extra_env.clone(),
+            dynamodb_endpoint: dynamodb_endpoint.clone(),
+            restart_tables: database.as_ref().map(Database::restart_tables),
+            event_sources: event_sources.clone(),
+            busy: tokio::sync::Mutex::new(()),
+        });
         Ok(Self {
             shared,
             addr,
@@ -198,7 +223,30 @@ impl Gateway {
             queues,
             event_sources,
             partitions,
+            reloader,
         })
+    }
+
+    /// Starts a new generation of processes for every function whose binary file changed
+    /// since its processes started (a rebuild): invocations in flight finish on the old
+    /// binary, the next ones run the new one, and no client connection is touched. Returns
+    /// the names of the functions refreshed.
+    pub fn refresh_binaries(&self) -> Vec<String> {
+        self.reloader.refresh_binaries()
+    }
+
+    /// Reads the template again and serves what changed (routes, functions, environment,
+    /// timeouts, authorizer and stage settings, roles, new tables) under the open connections.
+    /// A change a running gateway cannot take over refuses the whole reload, one line each.
+    pub async fn reload_template(&self) -> Result<StackChange, ReloadError> {
+        self.reloader.apply_template().await
+    }
+
+    /// Watches the sources named in `options`: rebuilds and refreshes the changed handlers,
+    /// re-synthesizes and applies the template, tells the web client to reload. Reports each
+    /// reload on the returned watch; watching stops when it is dropped.
+    pub fn watch(&self, options: WatchOptions) -> Result<Watch, WatchError> {
+        Watch::start(self.reloader.clone(), options)
     }
 
     /// The peak write and read units per second each DynamoDB partition key has taken so far
@@ -220,7 +268,7 @@ impl Gateway {
 
     /// The stage served.
     pub fn stage(&self) -> &str {
-        &self.shared.api.stage.name
+        &self.shared.stage
     }
 
     /// The URL clients connect to (`ws://127.0.0.1:PORT/STAGE`).
@@ -303,6 +351,7 @@ impl Gateway {
     /// Whether `$connect` has an authorizer: clients need a token.
     pub fn requires_token(&self) -> bool {
         self.shared
+            .stack()
             .api
             .route("$connect")
             .is_some_and(|r| r.authorizer.is_some())
@@ -313,8 +362,9 @@ impl Gateway {
     /// signed with the local secret, with the claims of `mint-token`. `None` otherwise (no
     /// authorizer, or one that checks tokens of an identity provider).
     pub fn local_token(&self, user: &str) -> Option<String> {
-        let authorizer = self.shared.api.route("$connect")?.authorizer.as_ref()?;
-        let function = self.shared.api.functions.get(&authorizer.function)?;
+        let stack = self.shared.stack();
+        let authorizer = stack.api.route("$connect")?.authorizer.as_ref()?;
+        let function = stack.api.functions.get(&authorizer.function)?;
         let secret = match function
             .environment
             .values()
@@ -338,6 +388,7 @@ impl Gateway {
     /// The process ids of the function `logical_id`'s live handler processes.
     pub fn process_ids(&self, logical_id: &str) -> Vec<u32> {
         self.shared
+            .stack()
             .functions
             .get(logical_id)
             .map(|pool| pool.process_ids())
@@ -347,6 +398,7 @@ impl Gateway {
     /// How many invocations the function `logical_id` has received so far.
     pub fn invocation_count(&self, logical_id: &str) -> Option<u64> {
         self.shared
+            .stack()
             .functions
             .get(logical_id)
             .map(|pool| pool.invocation_count())
@@ -383,7 +435,7 @@ impl Gateway {
                 server.abort();
             }
         }
-        for pool in self.shared.functions.values() {
+        for pool in self.shared.stack().functions.values() {
             pool.shutdown().await;
         }
         self.services.stop();
@@ -406,6 +458,10 @@ impl Gateway {
 fn app(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(websocket::upgrade_root))
+        .route(
+            crate::web::RELOAD_EVENTS_PATH,
+            get(crate::web::reload_events),
+        )
         .route("/{stage}", get(websocket::upgrade_stage))
         .route("/{stage}/@connections/{*id}", connections_api(&shared))
         // The form of AWS's own curl examples: the `@` percent-encoded.
@@ -518,15 +574,9 @@ async fn start_database(
     Ok((database, endpoint))
 }
 
-/// One process pool per function, each with the template's environment plus what points the
-/// handler's SDK at the local stand-ins of AWS.
-fn function_pools(
-    api: &ApiModel,
-    options: &Options,
-    addr: SocketAddr,
-    services: &AwsServices,
-    guard: &Guard,
-) -> HashMap<String, Arc<FunctionPool>> {
+/// What every function's processes get: the binary folder, the process bound, and the
+/// variables that point the handler's SDK at the local stand-ins of AWS.
+fn host_settings(options: &Options, services: &AwsServices) -> HostSettings {
     let common_env: BTreeMap<String, String> = [
         ("AWS_REGION", LOCAL_REGION),
         ("AWS_DEFAULT_REGION", LOCAL_REGION),
@@ -544,34 +594,11 @@ fn function_pools(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let settings = HostSettings {
+    HostSettings {
         bin_dir: options.bin_dir.clone(),
         max_processes: options.max_processes_per_function,
         common_env,
-    };
-    let callback_url = format!("http://{addr}/{}", api.stage.name);
-    api.functions
-        .values()
-        .map(|spec| {
-            let mut spec = spec.clone();
-            spec.environment.extend(options.extra_env.clone());
-            // Each function signs as itself, so that its calls are checked against its role.
-            if let Some(credentials) = guard.credentials(&spec.logical_id) {
-                spec.environment
-                    .insert("AWS_ACCESS_KEY_ID".to_owned(), credentials.access_key_id);
-                spec.environment.insert(
-                    "AWS_SECRET_ACCESS_KEY".to_owned(),
-                    credentials.secret_access_key,
-                );
-            }
-            spec.environment
-                .insert(CALLBACK_URL_VAR.to_owned(), callback_url.clone());
-            (
-                spec.logical_id.clone(),
-                Arc::new(FunctionPool::new(spec, &settings)),
-            )
-        })
-        .collect()
+    }
 }
 
 /// Serves the gateway's routes on `listener` until the returned sender fires.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use local_gateway::quotas::{AccountRate, Quotas};
 use local_gateway::services::partitions::PartitionLimits;
-use local_gateway::{DynamoDb, Gateway, Options};
+use local_gateway::{DynamoDb, Gateway, Options, Reload, Watch, WatchOptions};
 use tracing_subscriber::EnvFilter;
 
 /// Runs the real handler binaries behind an API-Gateway-faithful WebSocket endpoint.
@@ -109,7 +109,39 @@ struct Cli {
     /// ready signal for scripts and benchmarks
     #[arg(long, value_name = "FILE")]
     ready_file: Option<PathBuf>,
+    /// Rebuild and swap changed handlers, re-synthesize and apply a changed stack, and tell
+    /// open web pages of changed files, all under the open connections (`make dev` does)
+    #[arg(long)]
+    watch: bool,
+    /// With --watch: the Rust sources, comma-separated (none: `--watch-rust` alone)
+    #[arg(long, value_name = "PATHS", value_delimiter = ',', num_args = 0.., default_value = "Cargo.toml,Cargo.lock,lambdas,local")]
+    watch_rust: Vec<PathBuf>,
+    /// With --watch: the stack's sources, comma-separated (none: `--watch-stack` alone)
+    #[arg(long, value_name = "PATHS", value_delimiter = ',', num_args = 0.., default_value = "lib,bin,cdk,cdk.json")]
+    watch_stack: Vec<PathBuf>,
+    /// With --watch: the shell command that builds the handlers
+    #[arg(
+        long,
+        value_name = "COMMAND",
+        default_value = "cargo build --workspace --bins"
+    )]
+    build_command: String,
+    /// With --watch: the shell command that writes the template again [default: make
+    /// --no-print-directory synth-dev STAGE=<stage>]
+    #[arg(long, value_name = "COMMAND")]
+    synth_command: Option<String>,
 }
+
+fn non_empty(paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths
+        .iter()
+        .filter(|p| !p.as_os_str().is_empty())
+        .cloned()
+        .collect()
+}
+
+/// How long the sources must stay quiet before a reload: one save, one reload.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(200);
 
 fn parse_user(text: &str) -> Result<String, String> {
     if local_gateway::tokens::valid_user(text) {
@@ -150,6 +182,17 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> ExitCode {
     let connections_api = connections_api(&cli);
+    let watch =
+        cli.watch.then(|| WatchOptions {
+            rust: non_empty(&cli.watch_rust),
+            stack: non_empty(&cli.watch_stack),
+            web: None,
+            build: cli.build_command.clone(),
+            synth: Some(cli.synth_command.clone().unwrap_or_else(|| {
+                format!("make --no-print-directory synth-dev STAGE={}", cli.stage)
+            })),
+            debounce: WATCH_DEBOUNCE,
+        });
     let template = cli
         .template
         .unwrap_or_else(|| PathBuf::from(format!("cdk.out/Realtime-{}.template.json", cli.stage)));
@@ -197,6 +240,10 @@ async fn run(cli: Cli) -> ExitCode {
             .or_else(|| Some(PathBuf::from("web")).filter(|dir| dir.is_dir())),
         ..Options::new(template)
     };
+    let watch = watch.map(|watch| WatchOptions {
+        web: options.web_dir.clone(),
+        ..watch
+    });
     let gateway = match Gateway::start(options).await {
         Ok(gateway) => gateway,
         Err(error) => {
@@ -215,11 +262,47 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    if let Err(error) = shutdown_signal().await {
-        eprintln!("error: cannot listen for signals: {error}");
+    let mut watching = match watch.map(|options| gateway.watch(options)).transpose() {
+        Ok(watching) => watching,
+        Err(error) => {
+            eprintln!("error: {error} (run without --watch, or `make dev WATCH=0`)");
+            gateway.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
+    if watching.is_some() {
+        println!("  Watching:          handler sources, the stack and web/: changes reload under the open connections");
     }
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            result = &mut signal => {
+                if let Err(error) = result {
+                    eprintln!("error: cannot listen for signals: {error}");
+                }
+                break;
+            }
+            Some(reload) = next_reload(&mut watching) => match reload {
+                Reload::BuildFailed { .. } | Reload::StackFailed { .. } => eprintln!("{reload}"),
+                _ => println!("{reload}"),
+            },
+        }
+    }
+    drop(watching);
     gateway.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// The next reload of the watch; never resolves without one (or once it has stopped).
+async fn next_reload(watching: &mut Option<Watch>) -> Option<Reload> {
+    if let Some(reload) = match watching {
+        Some(watch) => watch.next().await,
+        None => None,
+    } {
+        return Some(reload);
+    }
+    std::future::pending().await
 }
 
 /// The @connections account throttle the flags ask for: API Gateway's unless set; off with

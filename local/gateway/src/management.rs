@@ -109,7 +109,7 @@ pub(crate) async fn check(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if stage != shared.api.stage.name {
+    if stage != shared.stage {
         return aws_error(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden");
     }
     // The account's throttle comes before authentication: a refused call is not looked at.
@@ -139,7 +139,7 @@ pub(crate) async fn check(
             &stage,
             &id,
             &guard.arns,
-            &shared.events.api_id,
+            &shared.local.api_id,
         )])
     });
     match checked {

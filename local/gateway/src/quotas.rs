@@ -99,8 +99,9 @@ pub(crate) struct Throttles {
     connects: Option<DefaultDirectRateLimiter>,
     /// Every @connections call of every handler.
     connections_api: Option<DefaultDirectRateLimiter>,
-    /// By route key; a route without settings of its own has the stage default's.
-    routes: HashMap<String, DefaultDirectRateLimiter>,
+    /// By route key; a route without settings of its own has the stage default's. Replaced
+    /// whole when a reload changes the routes or the stage's settings.
+    routes: arc_swap::ArcSwap<HashMap<String, DefaultDirectRateLimiter>>,
     /// Refusals so far, for load tests and benchmarks to report (see [`Refusals`]).
     refused: RefusalCounters,
 }
@@ -131,7 +132,7 @@ fn counted(admitted: bool, counter: &std::sync::atomic::AtomicU64) -> bool {
 impl std::fmt::Debug for Throttles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Throttles")
-            .field("routes", &self.routes.len())
+            .field("routes", &self.routes.load().len())
             .finish_non_exhaustive()
     }
 }
@@ -149,24 +150,24 @@ impl Throttles {
         let connections_api = quotas.connections_api.map(|account| {
             RateLimiter::direct(Quota::per_second(account.per_second).allow_burst(account.burst))
         });
-        let mut routes = HashMap::new();
-        if quotas.stage_throttling {
-            for key in route_keys {
-                let spec = stage
-                    .route_throttling
-                    .get(key)
-                    .or(stage.default_throttling.as_ref());
-                if let Some(limiter) = spec.and_then(bucket) {
-                    routes.insert(key.clone(), limiter);
-                }
-            }
-        }
         Self {
             connects,
             connections_api,
-            routes,
+            routes: arc_swap::ArcSwap::from_pointee(route_buckets(quotas, stage, route_keys)),
             refused: RefusalCounters::default(),
         }
+    }
+
+    /// New buckets for the routes of a reloaded template (full ones: the settings are new).
+    pub(crate) fn set_routes<'a>(
+        &self,
+        quotas: &Quotas,
+        stage: &StageSpec,
+        route_keys: impl IntoIterator<Item = &'a String>,
+    ) {
+        self.routes.store(std::sync::Arc::new(route_buckets(
+            quotas, stage, route_keys,
+        )));
     }
 
     /// Takes a token for one @connections call; `false` when it must be refused with 429.
@@ -196,8 +197,32 @@ impl Throttles {
 
     /// Takes a token of the route `key`'s bucket; `false` when the message is throttled.
     pub(crate) fn admit_route(&self, key: &str) -> bool {
-        self.routes.get(key).is_none_or(|r| r.check().is_ok())
+        self.routes
+            .load()
+            .get(key)
+            .is_none_or(|r| r.check().is_ok())
     }
+}
+
+/// A bucket per route that has throttling settings of its own or the stage default's.
+fn route_buckets<'a>(
+    quotas: &Quotas,
+    stage: &StageSpec,
+    route_keys: impl IntoIterator<Item = &'a String>,
+) -> HashMap<String, DefaultDirectRateLimiter> {
+    let mut routes = HashMap::new();
+    if quotas.stage_throttling {
+        for key in route_keys {
+            let spec = stage
+                .route_throttling
+                .get(key)
+                .or(stage.default_throttling.as_ref());
+            if let Some(limiter) = spec.and_then(bucket) {
+                routes.insert(key.clone(), limiter);
+            }
+        }
+    }
+    routes
 }
 
 /// A token bucket of `rate` per second holding `burst`; `None` for a rate of 0 or less, which

@@ -115,3 +115,27 @@ pub(crate) fn not_found() -> Response {
     )
         .into_response()
 }
+
+/// The path of the web client's change events (server-sent events, `make dev` watching).
+pub(crate) const RELOAD_EVENTS_PATH: &str = "/_local/reload";
+
+/// `GET /_local/reload`: one `reload` event each time the web client's files change, so that
+/// an open page can offer to load them; comments keep the stream open meanwhile.
+pub(crate) async fn reload_events(
+    axum::extract::State(shared): axum::extract::State<std::sync::Arc<crate::state::Shared>>,
+) -> Response {
+    if shared.web.is_none() {
+        return not_found();
+    }
+    let changes = shared.web_changes();
+    let events = futures::stream::unfold(changes, |mut changes| async move {
+        changes.changed().await.ok()?;
+        let event = axum::response::sse::Event::default()
+            .event("reload")
+            .data("web");
+        Some((Ok::<_, std::convert::Infallible>(event), changes))
+    });
+    axum::response::sse::Sse::new(events)
+        .keep_alive(axum::response::sse::KeepAlive::default())
+        .into_response()
+}

@@ -66,7 +66,8 @@ pub struct EventSources {
 struct Mapping {
     spec: EventSourceMappingSpec,
     queue: Arc<Queue>,
-    pool: Arc<FunctionPool>,
+    /// Swapped when a reload gives the function new settings.
+    pool: arc_swap::ArcSwap<FunctionPool>,
     region: String,
     /// One permit per batch in flight: `MaximumConcurrency`.
     concurrency: Arc<Semaphore>,
@@ -130,7 +131,7 @@ impl EventSources {
             let mapping = Arc::new(Mapping {
                 spec: spec.clone(),
                 queue: queue.clone(),
-                pool: pool.clone(),
+                pool: arc_swap::ArcSwap::new(pool.clone()),
                 region: region.to_owned(),
                 concurrency: Arc::new(Semaphore::new(concurrency)),
                 invocations: AtomicU64::new(0),
@@ -169,6 +170,16 @@ impl EventSources {
     }
 
     /// Stops taking batches; the invocations in flight go on.
+    /// Hands each mapping's batches to its function's pool in `pools` (a reload's): batches in
+    /// flight finish in the pool they started in.
+    pub(crate) fn repoint(&self, pools: &HashMap<String, Arc<FunctionPool>>) {
+        for mapping in &self.mappings {
+            if let Some(pool) = pools.get(&mapping.spec.function) {
+                mapping.pool.store(pool.clone());
+            }
+        }
+    }
+
     pub(crate) fn stop(&self) {
         self.stop.cancel();
         self.tasks.close();
@@ -260,14 +271,15 @@ impl Mapping {
     async fn deliver(&self, batch: Vec<Received>) {
         self.invocations.fetch_add(1, Ordering::Relaxed);
         let event = self.event(&batch);
+        let pool = self.pool.load_full();
         // The records are the batch's until their visibility timeout, which Lambda requires to
         // be at least the function's: the invocation, a wait for a process included, gets that.
         let timeout = self
             .queue
             .spec()
             .visibility_timeout
-            .max(self.pool.spec().timeout);
-        let outcome = match self.pool.invoke(event, timeout).await {
+            .max(pool.spec().timeout);
+        let outcome = match pool.invoke(event, timeout).await {
             Ok(answer) if self.spec.report_batch_item_failures => {
                 reported_failures(&answer, &batch)
             }

@@ -1,5 +1,6 @@
 //! The processes of one function: started on demand up to a bound, one invocation at a time
-//! each, replaced after a crash or a timeout.
+//! each, replaced after a crash or a timeout, and swapped for processes of a rebuilt binary
+//! (a new generation) without failing an invocation in flight.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -42,7 +43,40 @@ pub struct FunctionPool {
     next_id: AtomicU64,
     invocations: AtomicU64,
     closed: AtomicBool,
+    /// Bumped by [`FunctionPool::refresh`]: a process of an older generation finishes what it
+    /// runs and is then stopped instead of reused.
+    generation: AtomicU64,
+    /// The binary file as the current generation found it.
+    stamp: Mutex<Option<BinaryStamp>>,
+    /// Replaced by a pool of changed settings: it keeps no process once its invocations end.
+    retired: AtomicBool,
 }
+
+/// What tells one build of a binary from the next: cargo replaces the file (a new inode) or
+/// rewrites it (a new modification time or length) whenever it links it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BinaryStamp {
+    inode: u64,
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+}
+
+impl BinaryStamp {
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(Self {
+            inode: metadata.ino(),
+            modified: metadata.modified().ok(),
+            len: metadata.len(),
+        })
+    }
+}
+
+/// How often, and how far apart, a start is tried again when the binary is missing for a
+/// moment: cargo removes the old file before it links the new one in its place.
+const SPAWN_ATTEMPTS: u32 = 5;
+const SPAWN_RETRY: Duration = Duration::from_millis(100);
 
 impl std::fmt::Debug for FunctionPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,6 +125,7 @@ impl FunctionPool {
             }
         }
         Self {
+            stamp: Mutex::new(BinaryStamp::of(&binary)),
             spec,
             binary,
             env: env.into_iter().collect(),
@@ -100,6 +135,43 @@ impl FunctionPool {
             next_id: AtomicU64::new(1),
             invocations: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the binary file is no longer the one the current generation started from.
+    pub fn binary_changed(&self) -> bool {
+        BinaryStamp::of(&self.binary) != *lock(&self.stamp)
+    }
+
+    /// Starts a new generation: idle processes stop now, busy ones once their invocation is
+    /// answered, and every later invocation runs the binary as it is on disk now. Returns the
+    /// new generation.
+    pub fn refresh(&self) -> u64 {
+        *lock(&self.stamp) = BinaryStamp::of(&self.binary);
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.stop_idle();
+        generation
+    }
+
+    /// How many times the pool has been refreshed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Lets the pool's invocations in flight finish, then keeps no process: a pool with the
+    /// function's new settings has taken its place.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.stop_idle();
+    }
+
+    fn stop_idle(&self) {
+        let idle = std::mem::take(&mut *lock(&self.idle));
+        for process in idle {
+            process.kill();
+            self.forget(&process);
         }
     }
 
@@ -225,25 +297,35 @@ impl FunctionPool {
     }
 
     fn take_idle(&self) -> Option<Arc<Process>> {
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut idle = lock(&self.idle);
         while let Some(process) = idle.pop() {
-            if process.is_alive() {
+            if process.is_alive() && self.reusable(&process) {
                 return Some(process);
             }
+            process.kill();
             self.forget(&process);
         }
         None
     }
 
+    /// Whether a process may take another invocation: of the current generation, in a pool
+    /// still in use.
+    fn reusable(&self, process: &Process) -> bool {
+        process.generation == self.generation.load(Ordering::Acquire)
+            && !self.retired.load(Ordering::Acquire)
+            && !self.closed.load(Ordering::Acquire)
+    }
+
     fn put_idle(&self, process: Arc<Process>) {
-        if process.is_alive() && !self.closed.load(Ordering::Acquire) {
-            self.idle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(process);
+        if !process.is_alive() {
+            return;
+        }
+        if self.reusable(&process) {
+            lock(&self.idle).push(process);
+        } else {
+            // Its invocation is answered: an old binary or old settings go now.
+            process.kill();
+            self.forget(&process);
         }
     }
 
@@ -264,6 +346,7 @@ impl FunctionPool {
             .map_err(|source| self.spawn_error(source))?;
         let (jobs_tx, jobs_rx) = mpsc::channel(1);
         let process = Arc::new(Process {
+            generation: self.generation.load(Ordering::Acquire),
             pid: AtomicU32::new(0),
             jobs: jobs_tx,
             alive: AtomicBool::new(true),
@@ -294,7 +377,7 @@ impl FunctionPool {
             // then stops the handlers in order instead of having them die mid-invocation.
             .process_group(0);
         die_with_parent(&mut command);
-        let mut child = match command.spawn() {
+        let mut child = match spawn_retrying(&mut command).await {
             Ok(child) => child,
             Err(source) => {
                 server.abort();
@@ -360,8 +443,36 @@ impl FunctionPool {
     }
 }
 
+/// Starts `command`, again a few times while its binary is missing or still being written.
+async fn spawn_retrying(command: &mut Command) -> std::io::Result<Child> {
+    let mut attempt = 1;
+    loop {
+        match command.spawn() {
+            Err(error)
+                if attempt < SPAWN_ATTEMPTS
+                    && matches!(
+                        error.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::ExecutableFileBusy
+                    ) =>
+            {
+                attempt += 1;
+                tokio::time::sleep(SPAWN_RETRY).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// One handler process, as the pool sees it.
 struct Process {
+    /// The pool's generation when it started.
+    generation: u64,
     /// Its process id (0 until it has started).
     pid: AtomicU32,
     jobs: mpsc::Sender<Job>,

@@ -10,7 +10,9 @@ pub mod policy;
 pub mod sigv4;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::SystemTime;
 
 use rand::distr::{Alphanumeric, SampleString};
@@ -95,10 +97,97 @@ const DENIALS_KEPT: usize = 256;
 /// Every principal by access key, and what the checks need to build ARNs.
 #[derive(Debug)]
 pub struct Guard {
-    principals: HashMap<String, Principal>,
+    /// Replaced whole by a reload of the template; a function that stays keeps its credentials,
+    /// so its running processes go on signing with them.
+    principals: ArcSwap<HashMap<String, Principal>>,
     denials: Mutex<VecDeque<Denial>>,
     /// The ARNs of the local account and region.
     pub arns: Arns,
+}
+
+/// What the access key ids of functions start with (then 11 digits: 20 characters, as AWS's).
+const KEY_PREFIX: &str = "ASIALOCAL";
+
+/// The principals of `functions` (and the developer), reusing the credentials `previous`
+/// gave each function it knew; one line per thing the checks cannot evaluate.
+fn principals<'a>(
+    functions: impl IntoIterator<Item = &'a FunctionSpec>,
+    arns: &Arns,
+    developer_key: &str,
+    previous: &HashMap<String, Principal>,
+) -> Result<(HashMap<String, Principal>, Vec<String>), RoleError> {
+    let mut principals = HashMap::new();
+    let mut notes = Vec::new();
+    principals.insert(
+        developer_key.to_owned(),
+        Principal {
+            function: None,
+            caller_arn: format!("arn:aws:iam::{}:root", arns.account_id),
+            secret: developer_key.to_owned(),
+            policies: None,
+        },
+    );
+    let known = |logical_id: &str| {
+        previous
+            .iter()
+            .find(|(_, p)| p.function.as_deref() == Some(logical_id))
+            .map(|(key, p)| (key.clone(), p.secret.clone()))
+    };
+    // Past every key handed out so far: a process of a removed function must not sign as a new one.
+    let mut next_key = previous
+        .keys()
+        .filter_map(|key| key.strip_prefix(KEY_PREFIX)?.parse::<usize>().ok())
+        .max()
+        .unwrap_or(0);
+    for function in functions {
+        let (access_key_id, secret_access_key) = known(&function.logical_id).unwrap_or_else(|| {
+            next_key += 1;
+            (
+                format!("{KEY_PREFIX}{next_key:011}"),
+                Alphanumeric.sample_string(&mut rand::rng(), 40),
+            )
+        });
+        let (caller_arn, policies) = match &function.role {
+            Some(role) => {
+                let set = PolicySet::parse(role.policies.iter().map(|(n, d)| (n.clone(), d)))
+                    .map_err(|source| RoleError {
+                        function: function.logical_id.clone(),
+                        source,
+                    })?;
+                for line in set.unsupported_conditions() {
+                    notes.push(format!("function {}: {line}", function.logical_id));
+                }
+                for arn in &role.managed_policy_arns {
+                    notes.push(format!(
+                        "function {}: managed policy {arn} is not in the template: what it grants is not allowed locally",
+                        function.logical_id
+                    ));
+                }
+                let caller = format!(
+                    "arn:aws:sts::{}:assumed-role/{}/{}",
+                    arns.account_id, role.name, function.name
+                );
+                (caller, Some(set))
+            }
+            None => {
+                notes.push(format!(
+                    "function {} has no role in the template: its AWS calls are not checked",
+                    function.logical_id
+                ));
+                (format!("arn:aws:iam::{}:root", arns.account_id), None)
+            }
+        };
+        principals.insert(
+            access_key_id,
+            Principal {
+                function: Some(function.logical_id.clone()),
+                caller_arn,
+                secret: secret_access_key,
+                policies,
+            },
+        );
+    }
+    Ok((principals, notes))
 }
 
 /// Why the roles cannot be enforced.
@@ -118,69 +207,29 @@ impl Guard {
         arns: Arns,
         developer_key: &str,
     ) -> Result<(Self, Vec<String>), RoleError> {
-        let mut principals = HashMap::new();
-        let mut notes = Vec::new();
-        principals.insert(
-            developer_key.to_owned(),
-            Principal {
-                function: None,
-                caller_arn: format!("arn:aws:iam::{}:root", arns.account_id),
-                secret: developer_key.to_owned(),
-                policies: None,
-            },
-        );
-        for (i, function) in functions.into_iter().enumerate() {
-            // 20 characters, as AWS's access key ids; distinct per function and start.
-            let access_key_id = format!("ASIALOCAL{:011}", i + 1);
-            let secret_access_key = Alphanumeric.sample_string(&mut rand::rng(), 40);
-            let (caller_arn, policies) = match &function.role {
-                Some(role) => {
-                    let set = PolicySet::parse(role.policies.iter().map(|(n, d)| (n.clone(), d)))
-                        .map_err(|source| RoleError {
-                        function: function.logical_id.clone(),
-                        source,
-                    })?;
-                    for line in set.unsupported_conditions() {
-                        notes.push(format!("function {}: {line}", function.logical_id));
-                    }
-                    for arn in &role.managed_policy_arns {
-                        notes.push(format!(
-                            "function {}: managed policy {arn} is not in the template: what it grants is not allowed locally",
-                            function.logical_id
-                        ));
-                    }
-                    let caller = format!(
-                        "arn:aws:sts::{}:assumed-role/{}/{}",
-                        arns.account_id, role.name, function.name
-                    );
-                    (caller, Some(set))
-                }
-                None => {
-                    notes.push(format!(
-                        "function {} has no role in the template: its AWS calls are not checked",
-                        function.logical_id
-                    ));
-                    (format!("arn:aws:iam::{}:root", arns.account_id), None)
-                }
-            };
-            principals.insert(
-                access_key_id,
-                Principal {
-                    function: Some(function.logical_id.clone()),
-                    caller_arn,
-                    secret: secret_access_key,
-                    policies,
-                },
-            );
-        }
+        let (principals, notes) = principals(functions, &arns, developer_key, &HashMap::new())?;
         Ok((
             Self {
-                principals,
+                principals: ArcSwap::from_pointee(principals),
                 denials: Mutex::new(VecDeque::new()),
                 arns,
             },
             notes,
         ))
+    }
+
+    /// Checks calls against the roles of `functions` from now on (a reloaded template). A
+    /// function the guard already knows keeps its credentials; a new one gets its own. Nothing
+    /// changes when a role cannot be enforced.
+    pub fn update<'a>(
+        &self,
+        functions: impl IntoIterator<Item = &'a FunctionSpec>,
+        developer_key: &str,
+    ) -> Result<Vec<String>, RoleError> {
+        let current = self.principals.load();
+        let (principals, notes) = principals(functions, &self.arns, developer_key, &current)?;
+        self.principals.store(Arc::new(principals));
+        Ok(notes)
     }
 
     /// The latest accesses refused for want of a permission, oldest first.
@@ -196,8 +245,8 @@ impl Guard {
     /// Whether the role of the function `logical_id` allows `access`, as a call asking for it
     /// would be checked; `None` when that function's calls are not checked (or it is unknown).
     pub fn allows(&self, logical_id: &str, access: &Access) -> Option<bool> {
-        let principal = self
-            .principals
+        let principals = self.principals.load();
+        let principal = principals
             .values()
             .find(|p| p.function.as_deref() == Some(logical_id))?;
         let decision = principal
@@ -210,6 +259,7 @@ impl Guard {
     /// The credentials of the function `logical_id`'s processes.
     pub fn credentials(&self, logical_id: &str) -> Option<Credentials> {
         self.principals
+            .load()
             .iter()
             .find(|(_, p)| p.function.as_deref() == Some(logical_id))
             .map(|(key, p)| Credentials {
@@ -227,14 +277,15 @@ impl Guard {
         service: &str,
         accesses: impl FnOnce() -> Result<Vec<Access>, ActionError>,
     ) -> Result<Caller, Refusal> {
+        let principals = self.principals.load();
         let verified = sigv4::verify(
             request,
             &self.arns.region,
             service,
             SystemTime::now(),
-            |key| self.principals.get(key).map(|p| p.secret.clone()),
+            |key| principals.get(key).map(|p| p.secret.clone()),
         )?;
-        let Some(principal) = self.principals.get(&verified.access_key_id) else {
+        let Some(principal) = principals.get(&verified.access_key_id) else {
             return Err(SignatureError::UnrecognizedClient.into());
         };
         let caller = Caller {

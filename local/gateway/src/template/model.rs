@@ -47,7 +47,7 @@ impl ApiModel {
 }
 
 /// The stage the API is served under.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StageSpec {
     /// The stage name, also the first path segment of URLs.
     pub name: String,
@@ -69,7 +69,7 @@ pub struct ThrottleSpec {
 }
 
 /// One route of the API.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     /// The route key.
     pub key: String,
@@ -83,7 +83,7 @@ pub struct Route {
 }
 
 /// A Lambda proxy integration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteTarget {
     /// The function's logical id.
     pub function: String,
@@ -92,7 +92,7 @@ pub struct RouteTarget {
 }
 
 /// A Lambda REQUEST authorizer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuthorizerSpec {
     /// The authorizer's logical id.
     pub logical_id: String,
@@ -143,7 +143,7 @@ impl IdentitySource {
 }
 
 /// A function a route invokes, ready to run as a local process.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FunctionSpec {
     /// The logical id in the template.
     pub logical_id: String,
@@ -167,7 +167,7 @@ pub struct FunctionSpec {
 
 /// A function's execution role with its policies resolved: what the gateway checks the
 /// function's AWS calls against.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RoleSpec {
     /// The role's logical id.
     pub logical_id: String,

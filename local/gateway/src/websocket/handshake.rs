@@ -16,7 +16,7 @@ use super::session::{serve, HARD_MESSAGE_LIMIT, MAX_FRAME_BYTES, READ_BUFFER_BYT
 use crate::connections::Connection;
 use crate::events::{self, canonical_header_name, new_id};
 use crate::listener::ClientInfo;
-use crate::state::Shared;
+use crate::state::{Shared, Stack};
 
 /// `GET /` (the stage is implied).
 pub(crate) async fn upgrade_root(
@@ -47,11 +47,11 @@ pub(crate) async fn upgrade_stage(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if let (Err(_), Some(web)) = (&ws, &shared.web) {
-        if stage != shared.api.stage.name && !wants_upgrade(&headers) {
+        if stage != shared.stage && !wants_upgrade(&headers) {
             return web.serve(&stage).await;
         }
     }
-    if stage != shared.api.stage.name {
+    if stage != shared.stage {
         return (
             StatusCode::FORBIDDEN,
             [(header::CONTENT_TYPE, "application/json")],
@@ -118,10 +118,13 @@ async fn upgrade(
 
     let spelled = client.header_names();
     let event_headers = connect_headers(&headers, &spelled, peer, shared.local_port);
-    if let Some(route) = shared.api.route("$connect") {
+    // One version of the stack for the whole handshake: authorizer and $connect alike.
+    let stack = shared.stack();
+    if let Some(route) = stack.api.route("$connect") {
         if let Some(authorizer) = &route.authorizer {
             match crate::authorizer::authorize(
                 &shared,
+                &stack,
                 authorizer,
                 &connection,
                 &request_id,
@@ -146,7 +149,7 @@ async fn upgrade(
     let connection = Arc::new(connection);
     shared.connections.insert(connection.clone());
     let protocol =
-        match run_connect(&shared, &connection, &request_id, &event_headers, &query).await {
+        match run_connect(&shared, &stack, &connection, &request_id, &event_headers, &query).await {
             Ok(protocol) => protocol,
             Err(refusal) => {
                 shared.connections.remove(&connection_id);
@@ -207,23 +210,24 @@ async fn upgrade(
 /// `Err` is the response that refuses the upgrade.
 async fn run_connect(
     shared: &Shared,
+    stack: &Stack,
     connection: &Connection,
     request_id: &str,
     headers: &[(String, String)],
     query: &[(String, String)],
 ) -> Result<Option<String>, Response> {
-    let Some(route) = shared.api.route("$connect") else {
+    let Some(route) = stack.api.route("$connect") else {
         return Ok(None);
     };
     let connection_id = connection.id();
     let event = events::connect(
-        &shared.events,
+        &stack.events,
         &connection.facts(),
         request_id,
         headers,
         query,
     );
-    match shared.invoke(route, event).await {
+    match shared.invoke(stack, route, event).await {
         Ok(None) => Ok(None),
         Ok(Some(body)) => match ProxyResponse::parse(&body) {
             Some(response) if (200..300).contains(&response.status_code) => {

@@ -254,7 +254,8 @@ fn is_too_long(error: &axum::Error) -> bool {
 /// Sends one client message to its route, and API Gateway's error frame back on failure.
 async fn route_message(shared: Arc<Shared>, connection: Arc<Connection>, body: Utf8Bytes) {
     let request_id = new_id();
-    let Some(route) = shared.api.route_for_message(body.as_str()) else {
+    let stack = shared.stack();
+    let Some(route) = stack.api.route_for_message(body.as_str()) else {
         let _ = connection.send_text(error_frame("Forbidden", connection.id(), &request_id));
         return;
     };
@@ -265,13 +266,13 @@ async fn route_message(shared: Arc<Shared>, connection: Arc<Connection>, body: U
         return;
     }
     let event = events::message(
-        &shared.events,
+        &stack.events,
         &connection.facts(),
         &request_id,
         &route.key,
         body.as_str(),
     );
-    let failure = match shared.invoke_message(route, event).await {
+    let failure = match shared.invoke_message(&stack, route, event).await {
         Ok(Some(response)) => match ProxyResponse::read_route_result(&response) {
             Ok(_) if !route.two_way => None,
             Ok(RouteResult::Proxy(body)) => reply(&connection, body.unwrap_or_default()),
