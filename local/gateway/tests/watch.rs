@@ -1,7 +1,7 @@
 //! `--watch` end to end: a gateway watching a copy of a small handler (tests/fixtures/
 //! watch-handler, std only, built in its own temporary folder) and its template, with a client
 //! connection held across every reload. An edit of the handler changes the next reply on the
-//! same connection; an edit that does not compile is reported with the compiler's message and
+//! same connection, while an invocation in flight finishes on the old binary; an edit that does not compile is reported with the compiler's message and
 //! the old binary keeps answering; a route added to the template is served without a restart;
 //! a change a running gateway cannot take over is refused and named; a changed web file reaches
 //! an open page's event stream.
@@ -77,7 +77,7 @@ impl Workspace {
             "Stage": {"Type": "AWS::ApiGatewayV2::Stage", "Properties": {
                 "ApiId": {"Ref": "Api"}, "StageName": "dev"}},
             "WatchFunction": {"Type": "AWS::Lambda::Function",
-                "Properties": {"FunctionName": "watch-dev", "Timeout": 5,
+                "Properties": {"FunctionName": "watch-dev", "Timeout": 20,
                     "Environment": {"Variables": {"REPLY_SUFFIX": suffix}}},
                 "Metadata": {"local:binary": self.binary().display().to_string()}},
             "Integration": {"Type": "AWS::ApiGatewayV2::Integration", "Properties": {
@@ -208,6 +208,8 @@ async fn an_edited_handler_answers_the_next_message_on_the_same_connection() {
         "v1 $default "
     );
 
+    // In flight across the swap (the handler takes 6 s over it, the build about 1 s).
+    client.send(json!({"action": "slow"})).await;
     workspace.set_reply(r#"const REPLY: &str = "v2";"#);
     match next_reload(&mut watch).await {
         Reload::Handlers {
@@ -223,6 +225,11 @@ async fn an_edited_handler_answers_the_next_message_on_the_same_connection() {
         }
         other => panic!("expected the handler swapped, got: {other}"),
     }
+    assert_eq!(
+        client.next_text(WAIT).await.as_deref(),
+        Some("v1 $default "),
+        "the invocation in flight finishes on the old binary"
+    );
     assert_eq!(
         reply(&mut client, json!({"action": "hi"})).await,
         "v2 $default "
