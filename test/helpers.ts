@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { App, type CfnElement, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import type { IConstruct } from 'constructs';
-import { stageSettingsFromContext } from '../cdk/stages';
+import { resolveStage, type StageSettings, stageSettingsFromContext } from '../cdk/stages';
 import { buildRealtimeApp } from '../lib/realtime-app';
 import type { RealtimeStack } from '../lib/realtime-stack';
 
@@ -41,6 +41,27 @@ export function synthStage(stage: string, overrides: Json = {}, context: Json = 
   });
   const stack = buildStage(app);
   return { app, stack, template: Template.fromStack(stack) };
+}
+
+/** The stages of cdk.json that the stack tests run over. */
+export const STAGES = ['dev', 'prod'] as const;
+
+// Synthesizing takes seconds: each stage once per test file, shared by the tests that read it.
+const synthesized = new Map<string, Synthesized>();
+
+/** Stage `name` exactly as cdk.json has it, synthesized (see `synthStage`) the first time it is asked for. */
+export function stage(name: string): Synthesized {
+  let result = synthesized.get(name);
+  if (result === undefined) {
+    result = synthStage(name);
+    synthesized.set(name, result);
+  }
+  return result;
+}
+
+/** The settings of stage `name`, resolved from cdk.json's context apart from any stack. */
+export function settingsOf(name: string): StageSettings {
+  return resolveStage(CDK_CONTEXT.stages, name);
 }
 
 /** The logical id of a construct's CloudFormation resource. */

@@ -3,35 +3,25 @@
 import { App, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
 import { flattenCfnReference } from 'cdk-nag/lib/utils/flatten-cfn-reference';
-import { resolveStage, type StageSettings } from '../cdk/stages';
+import type { StageSettings } from '../cdk/stages';
 import { HandlerFunction } from '../lib/handler-function';
 import { postsPerSecondPerInvocation } from '../lib/queued-fanout';
 import { roomShardsVariable } from '../lib/realtime-stack';
 import {
   acknowledgedOn,
   arnOf,
-  CDK_CONTEXT,
   executeApiArn,
   type Json,
   logicalId,
   propertiesOf,
   resourcesOf,
+  settingsOf,
+  STAGES,
+  stage,
   statementsOf,
   synthStage,
   type Synthesized,
 } from './helpers';
-
-const STAGES = ['dev', 'prod'] as const;
-
-const synthesized = new Map<string, Synthesized>();
-function stage(name: string): Synthesized {
-  let result = synthesized.get(name);
-  if (result === undefined) {
-    result = synthStage(name);
-    synthesized.set(name, result);
-  }
-  return result;
-}
 
 /** The environment variables of a function, by its FunctionName. */
 function environmentOf(s: Synthesized, functionName: string): Json {
@@ -49,7 +39,7 @@ describe.each(STAGES)('stage %s', (name) => {
   let functionId: string;
   beforeAll(() => {
     s = stage(name);
-    settings = resolveStage(CDK_CONTEXT.stages, name);
+    settings = settingsOf(name);
     queueId = logicalId(s.stack, s.stack.queuedFanout.queue);
     deadLetterId = logicalId(s.stack, s.stack.queuedFanout.deadLetterQueue);
     functionId = logicalId(s.stack, s.stack.queuedFanout.handler.function);

@@ -14,26 +14,17 @@ import {
   logicalId,
   propertiesOf,
   resourcesOf,
+  settingsOf,
+  STAGES,
+  stage,
   statementsOf,
   synthStage,
   type Synthesized,
 } from './helpers';
-import { resolveStage, type StageSettings } from '../cdk/stages';
+import type { StageSettings } from '../cdk/stages';
 
-const STAGES = ['dev', 'prod'] as const;
 const BINARIES = ['connect', 'disconnect', 'message', 'fanout', 'authorizer'] as const;
 type Binary = (typeof BINARIES)[number];
-
-// Synthesizing takes seconds: each variant once, shared by the tests that read it.
-const synthesized = new Map<string, Synthesized>();
-function stage(name: string): Synthesized {
-  let result = synthesized.get(name);
-  if (result === undefined) {
-    result = synthStage(name);
-    synthesized.set(name, result);
-  }
-  return result;
-}
 
 /** The stage's $connect authorizer; every stage of cdk.json has one. */
 function authorizerOf(s: Synthesized): ConnectAuthorizer {
@@ -88,7 +79,7 @@ describe.each(STAGES)('stage %s', (name) => {
   let auditId: string;
   beforeAll(() => {
     s = stage(name);
-    settings = resolveStage(CDK_CONTEXT.stages, name);
+    settings = settingsOf(name);
     apiId = logicalId(s.stack, s.stack.webSocket.api);
     connectionsId = logicalId(s.stack, s.stack.connectionsTable);
     auditId = logicalId(s.stack, s.stack.auditTable);

@@ -25,8 +25,9 @@ const WORK_ARN: &str = "arn:aws:sqs:us-east-1:000000000000:Realtime-dev-Work";
 
 /// A stack of one WebSocket API whose `$default` route runs `Producer` (whose role may send
 /// to `Work`), and the test handler as `Consumer`, fed from `Work` by the mapping `Mapping`
-/// (batches reporting item failures), `Work` redriving to `Dead` after 3 receives.
-fn stack() -> Value {
+/// (batches reporting item failures), `Work` redriving to `Dead` after 3 receives; then each
+/// `(resource, property, value)` of `changes` set.
+fn stack(changes: &[(&str, &str, Value)]) -> Value {
     let handler = test_handler().display().to_string();
     let role = |statements: Value| {
         json!({"Type": "AWS::IAM::Role", "Properties": {
@@ -34,7 +35,7 @@ fn stack() -> Value {
             "Policies": [{"PolicyName": "inline", "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}}]
         }})
     };
-    json!({"Resources": {
+    let mut template = json!({"Resources": {
         "Api": {"Type": "AWS::ApiGatewayV2::Api", "Properties": {
             "Name": "queues", "ProtocolType": "WEBSOCKET", "RouteSelectionExpression": "$request.body.action"}},
         "DefaultRoute": {"Type": "AWS::ApiGatewayV2::Route", "Properties": {
@@ -47,7 +48,7 @@ fn stack() -> Value {
         "Work": {"Type": "AWS::SQS::Queue", "Properties": {
             "VisibilityTimeout": 2,
             "SqsManagedSseEnabled": true,
-            "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": ["Dead", "Arn"]}, "maxReceiveCount": 3}}},
+            "RedrivePolicy": redrive_after(3)}},
         "WorkPolicy": {"Type": "AWS::SQS::QueuePolicy", "Properties": {
             "Queues": [{"Ref": "Work"}],
             "PolicyDocument": {"Statement": [{"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sqs:*", "Resource": {"Fn::GetAtt": ["Work", "Arn"]}, "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}}},
@@ -71,12 +72,26 @@ fn stack() -> Value {
             "BatchSize": 10,
             "MaximumBatchingWindowInSeconds": 1,
             "FunctionResponseTypes": ["ReportBatchItemFailures"]}}
-    }})
+    }});
+    for (id, key, value) in changes {
+        template["Resources"][*id]["Properties"][*key] = value.clone();
+    }
+    template
 }
 
-/// Sets `properties[key]` of resource `id`.
-fn set(template: &mut Value, id: &str, key: &str, value: Value) {
-    template["Resources"][id]["Properties"][key] = value;
+/// The change of [`stack`] that switches the mapping off: nothing consumes `Work`.
+fn mapping_disabled() -> (&'static str, &'static str, Value) {
+    ("Mapping", "Enabled", json!(false))
+}
+
+/// A redrive policy of `Work`: to `Dead` after `max_receive_count` receives.
+fn redrive_after(max_receive_count: u32) -> Value {
+    json!({"deadLetterTargetArn": {"Fn::GetAtt": ["Dead", "Arn"]}, "maxReceiveCount": max_receive_count})
+}
+
+/// The one statement of role `role`'s inline policy in `template`.
+fn statement<'t>(template: &'t mut Value, role: &str) -> &'t mut Value {
+    &mut template["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]
 }
 
 /// What the consumer's test handler logs: each event, then an end line after each batch.
@@ -241,8 +256,7 @@ fn read(template: &Value) -> Result<local_gateway::template::ApiModel, TemplateE
 
 #[test]
 fn queues_and_mappings_are_read_with_their_local_values() {
-    let mut template = stack();
-    set(&mut template, "Dead", "QueueName", json!("dead-letters"));
+    let template = stack(&[("Dead", "QueueName", json!("dead-letters"))]);
     let api = read(&template).expect("the stack reads");
 
     let work = api
@@ -302,15 +316,13 @@ fn queues_and_mappings_are_read_with_their_local_values() {
     assert_eq!(mapping.max_concurrency, None);
 
     // Lambda's defaults for what the mapping leaves out; a redrive policy as a JSON string.
-    let mut template = stack();
-    let properties = json!({"EventSourceArn": {"Fn::GetAtt": ["Work", "Arn"]}, "FunctionName": "Realtime-dev-Consumer"});
-    template["Resources"]["Mapping"]["Properties"] = properties;
-    set(
-        &mut template,
+    let mut template = stack(&[(
         "Work",
         "RedrivePolicy",
         json!({"Fn::Join": ["", ["{\"deadLetterTargetArn\":\"", {"Fn::GetAtt": ["Dead", "Arn"]}, "\",\"maxReceiveCount\":\"5\"}"]]}),
-    );
+    )]);
+    let properties = json!({"EventSourceArn": {"Fn::GetAtt": ["Work", "Arn"]}, "FunctionName": "Realtime-dev-Consumer"});
+    template["Resources"]["Mapping"]["Properties"] = properties;
     let api = read(&template).expect("the stack reads");
     let mapping = &api.event_source_mappings[0];
     assert_eq!(mapping.function, "Consumer", "found by its name");
@@ -325,7 +337,8 @@ fn queues_and_mappings_are_read_with_their_local_values() {
     assert_eq!(work.redrive.as_ref().map(|r| r.max_receive_count), Some(5));
 
     // A template without queues reads as before.
-    let mut template = stack();
+    let mut template = stack(&[]);
+    statement(&mut template, "ProducerRole")["Resource"] = json!("*");
     let resources = template["Resources"].as_object_mut().expect("resources");
     resources.retain(|_, r| {
         !matches!(
@@ -338,8 +351,6 @@ fn queues_and_mappings_are_read_with_their_local_values() {
     {
         env.clear();
     }
-    resources["ProducerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]
-        ["Resource"] = json!("*");
     resources.remove("Consumer");
     let api = read(&template).expect("the stack reads");
     assert!(api.queues.is_empty() && api.event_source_mappings.is_empty());
@@ -434,33 +445,27 @@ fn settings_aws_refuses_fail_to_start_naming_the_resource() {
         ),
     ];
     for (resource, changes, wanted) in cases {
-        let mut template = stack();
-        for (id, key, value) in changes {
-            set(&mut template, id, key, value);
-        }
-        let error = read(&template).expect_err(wanted).to_string();
+        let error = read(&stack(&changes)).expect_err(wanted).to_string();
         assert!(
             error.contains(&format!("resource {resource}")) && error.contains(wanted),
             "{wanted}: {error}"
         );
     }
     // A mapping of another source is not ours: left out, not refused.
-    let mut template = stack();
-    set(
-        &mut template,
+    let template = stack(&[(
         "Mapping",
         "EventSourceArn",
         json!("arn:aws:kinesis:us-east-1:000000000000:stream/s"),
-    );
+    )]);
     let api = read(&template).expect("the stack reads");
     assert!(api.event_source_mappings.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mapping_whose_role_cannot_receive_is_refused_at_start() {
-    let mut template = stack();
-    template["Resources"]["ConsumerRole"]["Properties"]["Policies"][0]["PolicyDocument"]
-        ["Statement"][0]["Action"] = json!(["sqs:ReceiveMessage", "sqs:GetQueueAttributes"]);
+    let mut template = stack(&[]);
+    statement(&mut template, "ConsumerRole")["Action"] =
+        json!(["sqs:ReceiveMessage", "sqs:GetQueueAttributes"]);
     let path = write_template(&template);
     let mut options = local_gateway::Options::new(path.clone());
     options.port = 0;
@@ -484,9 +489,7 @@ async fn a_mapping_whose_role_cannot_receive_is_refused_at_start() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sending_needs_sqs_send_message_in_the_callers_role() {
-    let mut template = stack();
-    set(&mut template, "Mapping", "Enabled", json!(false));
-    let gateway = start_stack(&template, None).await;
+    let gateway = start_stack(&stack(&[mapping_disabled()]), None).await;
     let url = gateway.queue_url("Work").expect("Work");
 
     // The producer may: SQS's answer, with the body's MD5.
@@ -547,11 +550,9 @@ async fn sending_needs_sqs_send_message_in_the_callers_role() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sqs_errors_decode_as_the_sdks_typed_errors() {
-    let mut template = stack();
-    set(&mut template, "Mapping", "Enabled", json!(false));
+    let mut template = stack(&[mapping_disabled()]);
     // The producer may send anywhere: what fails below is SQS's refusal, not IAM's.
-    template["Resources"]["ProducerRole"]["Properties"]["Policies"][0]["PolicyDocument"]
-        ["Statement"][0]["Resource"] = json!("*");
+    statement(&mut template, "ProducerRole")["Resource"] = json!("*");
     let gateway = start_stack(&template, None).await;
     let client = sqs(&gateway, "Producer");
     let url = gateway.queue_url("Work").expect("Work");
@@ -659,9 +660,7 @@ async fn sqs_errors_decode_as_the_sdks_typed_errors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_reports_each_entry_and_delays_hold_messages_back() {
-    let mut template = stack();
-    set(&mut template, "Mapping", "Enabled", json!(false));
-    let gateway = start_stack(&template, None).await;
+    let gateway = start_stack(&stack(&[mapping_disabled()]), None).await;
     let client = sqs(&gateway, "Producer");
     let url = gateway.queue_url("Work").expect("Work");
 
@@ -782,8 +781,7 @@ async fn a_batch_reports_each_entry_and_delays_hold_messages_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn batches_hold_at_most_batch_size_records_and_carry_lambdas_fields() {
-    let mut template = stack();
-    set(&mut template, "Mapping", "BatchSize", json!(3));
+    let template = stack(&[("Mapping", "BatchSize", json!(3))]);
     let log = EventLog::new("batch-size");
     let gateway = start_stack(&template, Some(&log)).await;
     let bodies: Vec<String> = (0..10).map(|i| format!("job {i}")).collect();
@@ -841,20 +839,11 @@ fn md5_hex(text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_more_batches_at_once_than_maximum_concurrency() {
-    let mut template = stack();
-    set(&mut template, "Mapping", "BatchSize", json!(1));
-    set(
-        &mut template,
-        "Mapping",
-        "MaximumBatchingWindowInSeconds",
-        json!(0),
-    );
-    set(
-        &mut template,
-        "Mapping",
-        "ScalingConfig",
-        json!({"MaximumConcurrency": 2}),
-    );
+    let template = stack(&[
+        ("Mapping", "BatchSize", json!(1)),
+        ("Mapping", "MaximumBatchingWindowInSeconds", json!(0)),
+        ("Mapping", "ScalingConfig", json!({"MaximumConcurrency": 2})),
+    ]);
     let log = EventLog::new("concurrency");
     // Four processes could run: the mapping's bound is what holds.
     let gateway = start_stack(&template, Some(&log)).await;
@@ -868,7 +857,7 @@ async fn no_more_batches_at_once_than_maximum_concurrency() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reported_failure_alone_comes_back_after_the_visibility_timeout() {
     let log = EventLog::new("partial");
-    let gateway = start_stack(&stack(), Some(&log)).await;
+    let gateway = start_stack(&stack(&[]), Some(&log)).await;
     send_batch(&gateway, &["a", "fail", "b"]).await;
     eventually("the failed record delivered again", || {
         (log.batches().len() >= 2).then_some(())
@@ -901,7 +890,7 @@ async fn a_reported_failure_alone_comes_back_after_the_visibility_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_failing_max_receive_count_times_goes_to_the_dead_letter_queue() {
     let log = EventLog::new("redrive");
-    let gateway = start_stack(&stack(), Some(&log)).await;
+    let gateway = start_stack(&stack(&[]), Some(&log)).await;
     send_batch(&gateway, &["fail"]).await;
     let dead = eventually("the message in the dead-letter queue", || {
         gateway.queue_messages("Dead").filter(|m| !m.is_empty())
@@ -928,13 +917,7 @@ async fn a_message_failing_max_receive_count_times_goes_to_the_dead_letter_queue
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_fails_the_whole_batch() {
-    let mut template = stack();
-    set(
-        &mut template,
-        "Work",
-        "RedrivePolicy",
-        json!({"deadLetterTargetArn": {"Fn::GetAtt": ["Dead", "Arn"]}, "maxReceiveCount": 2}),
-    );
+    let template = stack(&[("Work", "RedrivePolicy", redrive_after(2))]);
     let log = EventLog::new("crash");
     let gateway = start_stack(&template, Some(&log)).await;
     send_batch(&gateway, &["fine", "crash"]).await;
@@ -958,13 +941,7 @@ async fn a_crash_fails_the_whole_batch() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_answer_naming_no_record_of_the_batch_fails_the_whole_batch() {
-    let mut template = stack();
-    set(
-        &mut template,
-        "Work",
-        "RedrivePolicy",
-        json!({"deadLetterTargetArn": {"Fn::GetAtt": ["Dead", "Arn"]}, "maxReceiveCount": 2}),
-    );
+    let template = stack(&[("Work", "RedrivePolicy", redrive_after(2))]);
     let log = EventLog::new("invalid-answer");
     let gateway = start_stack(&template, Some(&log)).await;
     for (step, invalid) in ["unknown-id", "empty-id"].into_iter().enumerate() {
@@ -985,7 +962,7 @@ async fn an_answer_naming_no_record_of_the_batch_fails_the_whole_batch() {
     // The same answer is a partial failure only when the mapping reads it so: without
     // ReportBatchItemFailures any success deletes the whole batch.
     gateway.shutdown().await;
-    let mut template = stack();
+    let mut template = stack(&[]);
     template["Resources"]["Mapping"]["Properties"]
         .as_object_mut()
         .expect("properties")
@@ -1002,7 +979,7 @@ async fn an_answer_naming_no_record_of_the_batch_fails_the_whole_batch() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handler_error_fails_the_whole_batch() {
     let log = EventLog::new("error");
-    let gateway = start_stack(&stack(), Some(&log)).await;
+    let gateway = start_stack(&stack(&[]), Some(&log)).await;
     send_batch(&gateway, &["fine", "error"]).await;
     eventually("the batch delivered again", || {
         (log.batches().len() >= 2).then_some(())

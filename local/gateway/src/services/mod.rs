@@ -6,6 +6,9 @@
 pub mod capacity;
 mod consumption;
 pub mod dynamodb;
+#[cfg(test)]
+#[path = "tests/fixtures.rs"]
+mod fixtures;
 pub mod partitions;
 mod rewrite;
 mod scopes;

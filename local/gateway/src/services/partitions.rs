@@ -576,28 +576,7 @@ impl HotPartitions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::template::{KeyElement, SecondaryIndex};
-
-    fn table(name: &str, on_demand: bool) -> TableSpec {
-        let key = |name: &str, key_type: &str| KeyElement {
-            attribute_name: name.into(),
-            key_type: key_type.into(),
-        };
-        TableSpec {
-            logical_id: name.into(),
-            name: name.into(),
-            key_schema: vec![key("pk", "HASH"), key("sk", "RANGE")],
-            attribute_definitions: vec![],
-            global_secondary_indexes: vec![SecondaryIndex {
-                index_name: "byUser".into(),
-                key_schema: vec![key("user", "HASH")],
-                projection: Default::default(),
-            }],
-            local_secondary_indexes: vec![],
-            ttl_attribute: None,
-            on_demand,
-        }
-    }
+    use crate::services::fixtures::table;
 
     fn partitions(throttle: bool) -> Partitions {
         let limits = PartitionLimits {
@@ -605,7 +584,7 @@ mod tests {
             read_units: 30,
             throttle,
         };
-        Partitions::new(&[table("chat", true)], limits, |n| format!("arn:table/{n}"))
+        Partitions::new(&[table("chat")], limits, |n| format!("arn:table/{n}"))
     }
 
     fn write(key: &str, units: u64) -> Charge<'_> {

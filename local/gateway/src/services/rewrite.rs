@@ -182,32 +182,7 @@ fn value_key<'v>(item: &'v Value, hash_key: &str) -> Option<&'v str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::consumption::plan;
-    use crate::template::{KeyElement, TableSpec};
-
-    fn scopes() -> Scopes {
-        let key = |name: &str, key_type: &str| KeyElement {
-            attribute_name: name.into(),
-            key_type: key_type.into(),
-        };
-        let table = |name: &str| TableSpec {
-            logical_id: name.into(),
-            name: name.into(),
-            key_schema: vec![key("pk", "HASH"), key("sk", "RANGE")],
-            attribute_definitions: vec![],
-            global_secondary_indexes: vec![],
-            local_secondary_indexes: vec![],
-            ttl_attribute: None,
-            on_demand: true,
-        };
-        Scopes::new(&[table("conns"), table("audit")], |n| {
-            format!("arn:table/{n}")
-        })
-    }
-
-    fn plan_of<'a>(scopes: &Scopes, op: &str, body: &'a str) -> Plan<'a> {
-        plan(scopes, op, body.as_bytes()).unwrap_or_else(|| panic!("{op} is counted: {body}"))
-    }
+    use crate::services::fixtures::{plan_of, scopes};
 
     #[test]
     fn the_capacity_asked_for_is_taken_out_again() {

@@ -110,36 +110,23 @@ impl Scopes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::template::{KeyElement, SecondaryIndex};
+    use crate::services::fixtures::{index, key, table};
 
-    fn table(name: &str) -> TableSpec {
-        let key = |name: &str, key_type: &str| KeyElement {
-            attribute_name: name.into(),
-            key_type: key_type.into(),
-        };
+    /// The shared test table, with a local index `byTime` too, provisioned.
+    fn table_with_local_index(name: &str) -> TableSpec {
         TableSpec {
-            logical_id: name.into(),
-            name: name.into(),
-            key_schema: vec![key("pk", "HASH"), key("sk", "RANGE")],
-            attribute_definitions: vec![],
-            global_secondary_indexes: vec![SecondaryIndex {
-                index_name: "byUser".into(),
-                key_schema: vec![key("user", "HASH")],
-                projection: Default::default(),
-            }],
-            local_secondary_indexes: vec![SecondaryIndex {
-                index_name: "byTime".into(),
-                key_schema: vec![key("pk", "HASH"), key("t", "RANGE")],
-                projection: Default::default(),
-            }],
-            ttl_attribute: None,
+            local_secondary_indexes: vec![index(
+                "byTime",
+                vec![key("pk", "HASH"), key("t", "RANGE")],
+            )],
             on_demand: false,
+            ..table(name)
         }
     }
 
     #[test]
     fn scopes_find_tables_by_name_or_arn_and_indexes_by_name() {
-        let scopes = Scopes::new(&[table("chat")], |n| {
+        let scopes = Scopes::new(&[table_with_local_index("chat")], |n| {
             format!("arn:aws:dynamodb:r:a:table/{n}")
         });
         assert_eq!(scopes.table("chat"), Some(0));

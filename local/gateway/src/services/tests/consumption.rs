@@ -2,35 +2,7 @@
 //! requests and from answers shaped as DynamoDB Local gives them.
 
 use super::*;
-use crate::template::{KeyElement, SecondaryIndex, TableSpec};
-
-fn scopes() -> Scopes {
-    let key = |name: &str, key_type: &str| KeyElement {
-        attribute_name: name.into(),
-        key_type: key_type.into(),
-    };
-    let table = |name: &str| TableSpec {
-        logical_id: name.into(),
-        name: name.into(),
-        key_schema: vec![key("pk", "HASH"), key("sk", "RANGE")],
-        attribute_definitions: vec![],
-        global_secondary_indexes: vec![SecondaryIndex {
-            index_name: "byUser".into(),
-            key_schema: vec![key("user", "HASH")],
-            projection: Default::default(),
-        }],
-        local_secondary_indexes: vec![],
-        ttl_attribute: None,
-        on_demand: true,
-    };
-    Scopes::new(&[table("conns"), table("audit")], |n| {
-        format!("arn:table/{n}")
-    })
-}
-
-fn plan_of<'a>(scopes: &Scopes, op: &str, body: &'a str) -> Plan<'a> {
-    plan(scopes, op, body.as_bytes()).unwrap_or_else(|| panic!("{op} is counted: {body}"))
-}
+use crate::services::fixtures::{plan_of, scopes};
 
 /// Each charge as (scope label, key, kind, estimated units).
 fn charges(scopes: &Scopes, plan: &Plan<'_>) -> Vec<(String, String, Kind, f64)> {
