@@ -148,14 +148,22 @@ async fn upgrade(
     }
     let connection = Arc::new(connection);
     shared.connections.insert(connection.clone());
-    let protocol =
-        match run_connect(&shared, &stack, &connection, &request_id, &event_headers, &query).await {
-            Ok(protocol) => protocol,
-            Err(refusal) => {
-                shared.connections.remove(&connection_id);
-                return refusal;
-            }
-        };
+    let protocol = match run_connect(
+        &shared,
+        &stack,
+        &connection,
+        &request_id,
+        &event_headers,
+        &query,
+    )
+    .await
+    {
+        Ok(protocol) => protocol,
+        Err(refusal) => {
+            shared.connections.remove(&connection_id);
+            return refusal;
+        }
+    };
     let delay = shared.limits.upgrade_delay;
     if !delay.is_zero() {
         // Still connecting for the @connections API: posts get 410, as on AWS until the
