@@ -16,8 +16,6 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::gateway::Credentials;
-
 /// A client socket.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -32,12 +30,14 @@ pub fn ws_config() -> WebSocketConfig {
 }
 
 /// Where clients connect, and with what credentials.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Target {
     /// `ws://127.0.0.1:PORT/STAGE`.
     pub url: String,
-    /// Token in the query string or a header, when the gateway wants one.
-    pub credentials: Credentials,
+    /// Query-string parameters of every upgrade (a token, when the gateway wants one).
+    pub query: Vec<(String, String)>,
+    /// Headers of every upgrade.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Target {
@@ -45,21 +45,17 @@ impl Target {
     pub fn plain(url: String) -> Self {
         Self {
             url,
-            credentials: Credentials::default(),
+            ..Self::default()
         }
     }
 
     fn url(&self) -> String {
-        if self.credentials.query.is_empty() {
-            return self.url.clone();
+        let query: Vec<String> = self.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if query.is_empty() {
+            self.url.clone()
+        } else {
+            format!("{}?{}", self.url, query.join("&"))
         }
-        let query: Vec<String> = self
-            .credentials
-            .query
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        format!("{}?{}", self.url, query.join("&"))
     }
 }
 
@@ -69,7 +65,7 @@ pub async fn connect(target: &Target) -> Result<(Ws, Duration)> {
         .url()
         .into_client_request()
         .context("bad WebSocket URL")?;
-    for (name, value) in &target.credentials.headers {
+    for (name, value) in &target.headers {
         let name: tokio_tungstenite::tungstenite::http::HeaderName =
             name.parse().context("header name")?;
         request

@@ -1,5 +1,5 @@
-//! Benchmark 1, cold start: process spawn to the first completed invocation, through a
-//! Runtime API server of the harness's own, for the Rust `connect` handler and the Python
+//! Benchmark 1, cold start: process spawn to the first completed invocation, through the
+//! local gateway's Runtime API ([`RuntimeEndpoint`]), for the Rust `connect` handler and the Python
 //! boto3 baseline under awslambdaric, both against the same DynamoDB Local. Also the peak
 //! resident memory of each, and a second (warm) invocation of the same process.
 
@@ -8,20 +8,12 @@ use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
+use anyhow::{bail, Context, Result};
 use local_gateway::events::{self, ApiContext, ConnectionFacts};
+use local_gateway::functions::RuntimeEndpoint;
 use serde::Serialize;
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Mutex};
 
 use crate::stats::Summary;
 
@@ -95,6 +87,10 @@ pub struct ColdStart {
     pub rust_first_response_ms: Summary,
     /// Python: spawn to first response, ms.
     pub python_first_response_ms: Summary,
+    /// Rust: spawn to the first `GET next` (init), ms.
+    pub rust_init_ms: Summary,
+    /// Python: spawn to the first `GET next` (init), ms.
+    pub python_init_ms: Summary,
     /// Rust: peak RSS after the first invocation, MiB.
     pub rust_max_rss_mib: Summary,
     /// Python: peak RSS after the first invocation, MiB.
@@ -107,46 +103,6 @@ pub struct ColdStart {
     pub speedup_median: f64,
     /// Discarded warm-up runs per runtime (page cache, DynamoDB Local's JIT, .pyc files).
     pub warmup_runs: usize,
-}
-
-enum ApiEvent {
-    Next(Instant),
-    Response(Instant, Bytes),
-    /// `/error` or `/init/error`, as a phrase for the message, and the report.
-    Failed(&'static str, Bytes),
-}
-
-struct Api {
-    jobs: Mutex<mpsc::UnboundedReceiver<(String, Vec<u8>)>>,
-    events: mpsc::UnboundedSender<ApiEvent>,
-}
-
-async fn next(State(api): State<Arc<Api>>) -> Response {
-    let _ = api.events.send(ApiEvent::Next(Instant::now()));
-    let mut jobs = api.jobs.lock().await;
-    let Some((request_id, event)) = jobs.recv().await else {
-        return StatusCode::GONE.into_response();
-    };
-    let mut headers = HeaderMap::new();
-    let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
-    for (name, value) in [
-        ("lambda-runtime-aws-request-id", request_id),
-        ("lambda-runtime-deadline-ms", deadline.to_string()),
-        (
-            "lambda-runtime-invoked-function-arn",
-            "arn:aws:lambda:us-east-1:000000000000:function:bench-connect".to_owned(),
-        ),
-        (
-            "lambda-runtime-trace-id",
-            "Root=1-00000000-000000000000000000000000;Sampled=0".to_owned(),
-        ),
-        ("content-type", "application/json".to_owned()),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
-        }
-    }
-    (headers, event).into_response()
 }
 
 /// A `$connect` event as the local gateway builds it (the captured shape), for a client on
@@ -271,86 +227,43 @@ fn command(setup: &Setup, runtime: Runtime, env: &BTreeMap<String, String>) -> R
     Ok(command)
 }
 
-async fn wait_response(
-    events: &mut mpsc::UnboundedReceiver<ApiEvent>,
+/// Invokes the process with a `$connect` event for `connection_id`; fails on anything but
+/// a 200 answer. Returns when the answer came.
+async fn invoke(
+    endpoint: &RuntimeEndpoint,
     runtime: Runtime,
-) -> Result<(Instant, Option<Instant>)> {
-    let mut first_next = None;
-    let deadline = tokio::time::Instant::now() + INVOKE_TIMEOUT;
-    loop {
-        let event = tokio::time::timeout_at(deadline, events.recv())
-            .await
-            .map_err(|_| anyhow!("{runtime:?} handler: no response within {INVOKE_TIMEOUT:?}"))?
-            .ok_or_else(|| anyhow!("runtime API server stopped"))?;
-        match event {
-            ApiEvent::Next(at) => {
-                first_next.get_or_insert(at);
-            }
-            ApiEvent::Response(at, body) => {
-                let status = serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v.get("statusCode").and_then(serde_json::Value::as_u64));
-                if status != Some(200) {
-                    bail!(
-                        "{runtime:?} handler answered {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                }
-                return Ok((at, first_next));
-            }
-            ApiEvent::Failed(what, body) => bail!(
-                "{runtime:?} handler {what}: {}",
-                String::from_utf8_lossy(&body)
-            ),
-        }
+    connection_id: &str,
+) -> Result<Instant> {
+    let event = connect_event(connection_id, &events::new_id());
+    let body = endpoint
+        .invoke(event, INVOKE_TIMEOUT)
+        .await
+        .with_context(|| format!("{runtime:?} handler"))?;
+    let status = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("statusCode").and_then(serde_json::Value::as_u64));
+    if status != Some(200) {
+        bail!(
+            "{runtime:?} handler answered {}",
+            String::from_utf8_lossy(&body)
+        );
     }
+    Ok(Instant::now())
 }
 
-/// One cold start and one warm invocation of a fresh process.
+/// One cold start and one warm invocation of a fresh process, on the gateway's Runtime API.
 async fn run_once(setup: &Setup, runtime: Runtime, db: &aws_sdk_dynamodb::Client) -> Result<Run> {
-    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    let arn = format!(
+        "arn:aws:lambda:{}:{}:function:bench-connect",
+        local_gateway::LOCAL_REGION,
+        local_gateway::LOCAL_ACCOUNT_ID
+    );
+    let endpoint = RuntimeEndpoint::bind("bench-connect", &arn)
         .await
         .context("bind the runtime API")?;
-    let addr = listener.local_addr()?;
-    let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    // The handler's reports: recorded as they arrive, each acknowledged as Lambda does.
-    let report = |event: fn(Instant, Bytes) -> ApiEvent| {
-        let events = events_tx.clone();
-        post(move |body: Bytes| async move {
-            let _ = events.send(event(Instant::now(), body));
-            (StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
-        })
-    };
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{request_id}/response",
-            report(ApiEvent::Response),
-        )
-        .route(
-            "/2018-06-01/runtime/invocation/{request_id}/error",
-            report(|_, body| ApiEvent::Failed("reported an error", body)),
-        )
-        .route(
-            "/2018-06-01/runtime/init/error",
-            report(|_, body| ApiEvent::Failed("failed to initialize", body)),
-        )
-        .with_state(Arc::new(Api {
-            jobs: Mutex::new(jobs_rx),
-            events: events_tx,
-        }));
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-
-    let first_id = events::new_id();
-    let second_id = events::new_id();
-    jobs_tx
-        .send(("req-1".to_owned(), connect_event(&first_id, "bench-1")))
-        .map_err(|_| anyhow!("runtime API gone"))?;
-    let env = environment(setup, addr, runtime);
+    let env = environment(setup, endpoint.addr(), runtime);
     let mut command = command(setup, runtime, &env)?;
+    let (first_id, second_id) = (events::new_id(), events::new_id());
 
     let spawned = Instant::now();
     let child = command
@@ -359,14 +272,11 @@ async fn run_once(setup: &Setup, runtime: Runtime, db: &aws_sdk_dynamodb::Client
     let pid = child.id();
     // From here on the process must be reaped whatever happens.
     let outcome = async {
-        let (first_at, first_next) = wait_response(&mut events, runtime).await?;
+        let first_at = invoke(&endpoint, runtime, &first_id).await?;
         let hwm = crate::sys::hwm_kib(pid).unwrap_or(0);
         let handed = Instant::now();
-        jobs_tx
-            .send(("req-2".to_owned(), connect_event(&second_id, "bench-2")))
-            .map_err(|_| anyhow!("runtime API gone"))?;
-        let (second_at, _) = wait_response(&mut events, runtime).await?;
-        Ok::<_, anyhow::Error>((first_at, first_next, hwm, second_at - handed))
+        let second_at = invoke(&endpoint, runtime, &second_id).await?;
+        Ok::<_, anyhow::Error>((first_at, hwm, second_at - handed))
     }
     .await;
     crate::sys::signal(pid, libc::SIGKILL);
@@ -374,8 +284,7 @@ async fn run_once(setup: &Setup, runtime: Runtime, db: &aws_sdk_dynamodb::Client
         .await
         .context("reaper task")??;
     drop(child);
-    server.abort();
-    let (first_at, first_next, hwm, warm) = outcome?;
+    let (first_at, hwm, warm) = outcome?;
 
     let mut verified = true;
     for id in [&first_id, &second_id] {
@@ -389,7 +298,7 @@ async fn run_once(setup: &Setup, runtime: Runtime, db: &aws_sdk_dynamodb::Client
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     Ok(Run {
         runtime,
-        init_ms: first_next.map_or(0.0, |at| ms(at - spawned)),
+        init_ms: endpoint.first_next().map_or(0.0, |at| ms(at - spawned)),
         first_response_ms: ms(first_at - spawned),
         warm_ms: ms(warm),
         hwm_after_first_kib: hwm,
@@ -447,6 +356,8 @@ pub async fn measure(setup: &Setup, runs: usize, warmup: usize) -> Result<ColdSt
         speedup_median: python.median / rust.median.max(f64::EPSILON),
         rust_first_response_ms: rust,
         python_first_response_ms: python,
+        rust_init_ms: series(Runtime::Rust, |r| r.init_ms),
+        python_init_ms: series(Runtime::Python, |r| r.init_ms),
         rust_max_rss_mib: series(Runtime::Rust, |r| r.hwm_after_first_kib as f64 / 1024.0),
         python_max_rss_mib: series(Runtime::Python, |r| r.hwm_after_first_kib as f64 / 1024.0),
         rust_warm_ms: series(Runtime::Rust, |r| r.warm_ms),

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::clients::{self, Fleet, Target};
+use crate::gateway::{Gateway, TemplateFacts};
 use crate::stats::Summary;
 
 /// How long one round may take before it counts as failed.
@@ -68,24 +69,6 @@ pub struct Step {
     pub library_rounds: usize,
     /// Rounds of the sequential loop (0: extrapolate).
     pub sequential_rounds: usize,
-}
-
-/// Everything the benchmark talks to.
-pub struct Setup {
-    /// Gateway clients connect to.
-    pub target: Target,
-    /// @connections base URL.
-    pub callback_url: String,
-    /// DynamoDB Local.
-    pub dynamodb_endpoint: String,
-    /// The template's connections table.
-    pub connections_table: String,
-    /// Injected latency.
-    pub latency_ms: u64,
-    /// `FANOUT_CONCURRENCY`.
-    pub bound: usize,
-    /// The gateway's pid (to find its message handler processes).
-    pub gateway_pid: u32,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -147,16 +130,24 @@ async fn grow(fleet: &mut Fleet, target: &Target, to: usize) -> Result<(usize, D
 
 /// Runs every step in order of size, growing one lobby (every client joins it at
 /// `$connect`); N = 1 uses a room of its own.
-pub async fn measure(ctx: &Setup, steps: &[Step]) -> Result<Fanout> {
-    let db = crate::ddb::client(&ctx.dynamodb_endpoint).await;
-    let store = realtime_aws::dynamodb::DynamoStore::new(db.clone(), &ctx.connections_table);
+pub async fn measure(
+    gateway: &Gateway,
+    target: &Target,
+    facts: &TemplateFacts,
+    dynamodb_endpoint: &str,
+    latency_ms: u64,
+    steps: &[Step],
+) -> Result<Fanout> {
+    let bound = facts.fanout_concurrency;
+    let db = crate::ddb::client(dynamodb_endpoint).await;
+    let store = realtime_aws::dynamodb::DynamoStore::new(db.clone(), &facts.connections_table);
     let sdk = realtime_aws::clients::local_sdk_config(Duration::from_secs(10)).await;
     let management =
-        realtime_aws::clients::management(&sdk, &ctx.callback_url, Duration::from_secs(10));
+        realtime_aws::clients::management(&sdk, &gateway.callback_url, Duration::from_secs(10));
     let notifier: Arc<dyn Notifier> =
         Arc::new(realtime_aws::notifier::ApiGatewayNotifier::new(management));
     let bounded = FanoutPolicy {
-        concurrency: ctx.bound,
+        concurrency: bound,
         ..FanoutPolicy::default()
     };
     let sequential = FanoutPolicy {
@@ -171,7 +162,7 @@ pub async fn measure(ctx: &Setup, steps: &[Step]) -> Result<Fanout> {
     let mut connect_time = Duration::ZERO;
     let mut round = 0usize;
     for step in steps {
-        let (added, took) = grow(&mut fleet, &ctx.target, step.n.max(1)).await?;
+        let (added, took) = grow(&mut fleet, target, step.n.max(1)).await?;
         connected += added;
         connect_time += took;
         let room = if step.n == 1 {
@@ -182,7 +173,7 @@ pub async fn measure(ctx: &Setup, steps: &[Step]) -> Result<Fanout> {
         } else {
             let lobby = crate::ddb::wait_for_lobby(
                 &db,
-                &ctx.connections_table,
+                &facts.connections_table,
                 step.n,
                 Duration::from_secs(30),
             )
@@ -216,37 +207,20 @@ pub async fn measure(ctx: &Setup, steps: &[Step]) -> Result<Fanout> {
         let mut library = Vec::new();
         let mut seq = Vec::new();
         if !members.is_empty() {
-            for _ in 0..step.library_rounds {
-                round += 1;
-                let took = library_round(
-                    &mut fleet,
-                    notifier.as_ref(),
-                    &members,
-                    bounded,
-                    &format!("l{round}"),
-                )
-                .await?;
-                eprintln!(
-                    "bench: fan-out N={:>5} library round: {took:8.1} ms",
-                    step.n
-                );
-                library.push(took);
-            }
-            for _ in 0..step.sequential_rounds {
-                round += 1;
-                let took = library_round(
-                    &mut fleet,
-                    notifier.as_ref(),
-                    &members,
-                    sequential,
-                    &format!("s{round}"),
-                )
-                .await?;
-                eprintln!(
-                    "bench: fan-out N={:>5} sequential round: {took:8.1} ms",
-                    step.n
-                );
-                seq.push(took);
+            let rounds = [
+                ("library", bounded, step.library_rounds, &mut library),
+                ("sequential", sequential, step.sequential_rounds, &mut seq),
+            ];
+            for (name, policy, count, times) in rounds {
+                for _ in 0..count {
+                    round += 1;
+                    let marker = format!("{}{round}", &name[..1]);
+                    let took =
+                        library_round(&mut fleet, notifier.as_ref(), &members, policy, &marker)
+                            .await?;
+                    eprintln!("bench: fan-out N={:>5} {name} round: {took:8.1} ms", step.n);
+                    times.push(took);
+                }
             }
         }
         let handler = Summary::of(&handler);
@@ -262,8 +236,8 @@ pub async fn measure(ctx: &Setup, steps: &[Step]) -> Result<Fanout> {
             .as_ref()
             .map(|s| s.median)
             .or(sequential_extrapolated_ms)
-            .unwrap_or(ctx.latency_ms as f64 * step.n as f64);
-        let ideal_ms = (step.n as f64 / ctx.bound as f64).max(1.0) * ctx.latency_ms as f64;
+            .unwrap_or(latency_ms as f64 * step.n as f64);
+        let ideal_ms = (step.n as f64 / bound as f64).max(1.0) * latency_ms as f64;
         sizes.push(Size {
             n: step.n,
             vs_ideal: handler.median / ideal_ms,
@@ -275,15 +249,15 @@ pub async fn measure(ctx: &Setup, steps: &[Step]) -> Result<Fanout> {
             ideal_ms,
         });
     }
-    let message_rss = crate::sys::children_named(ctx.gateway_pid, "message")
+    let message_rss = crate::sys::children_named(gateway.pid(), "message")
         .into_iter()
         .filter_map(crate::sys::hwm_kib)
         .max()
         .unwrap_or(0);
     fleet.close().await;
     Ok(Fanout {
-        latency_ms: ctx.latency_ms,
-        bound: ctx.bound,
+        latency_ms,
+        bound,
         sizes,
         connect_rate_per_s: connected as f64 / connect_time.as_secs_f64().max(f64::EPSILON),
         message_handler_max_rss_mib: message_rss as f64 / 1024.0,

@@ -20,7 +20,7 @@ use crate::clients::Target;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where the local token key lives (`make dev` and `make bench` create it).
-const JWT_SECRET_FILE: &str = ".local/jwt-secret";
+pub const JWT_SECRET_FILE: &str = ".local/jwt-secret";
 
 /// What a gateway run needs.
 #[derive(Debug, Clone)]
@@ -277,20 +277,16 @@ fn architecture(path: &Path, logical_id: &str) -> String {
         .unwrap_or_else(|| "x86_64".to_owned())
 }
 
-/// How clients prove who they are when the template puts an authorizer on `$connect`.
-#[derive(Debug, Clone, Default)]
-pub struct Credentials {
-    /// Query-string parameters to add.
-    pub query: Vec<(String, String)>,
-    /// Headers to add.
-    pub headers: Vec<(String, String)>,
-}
-
-/// Credentials for each identity source of the `$connect` authorizer (none without one): a
-/// token for `bench` signed with the local key, as `mint-token` signs it.
-pub fn credentials(facts: &TemplateFacts) -> Result<Credentials> {
+/// Clients of the gateway at `url`, with credentials for each identity source of the
+/// `$connect` authorizer (none without one): a token for `bench` signed with the local key, as
+/// `mint-token` signs it.
+pub fn target(url: String, facts: &TemplateFacts) -> Result<Target> {
+    let mut target = Target {
+        url,
+        ..Target::default()
+    };
     let Some((sources, issuer, audience)) = &facts.authorizer else {
-        return Ok(Credentials::default());
+        return Ok(target);
     };
     let secret = std::fs::read_to_string(JWT_SECRET_FILE)
         .with_context(|| format!("read {JWT_SECRET_FILE} (`make bench` creates it)"))?;
@@ -302,25 +298,14 @@ pub fn credentials(facts: &TemplateFacts) -> Result<Credentials> {
         audience.as_deref(),
     )
     .context("sign a local token")?;
-    let mut credentials = Credentials::default();
     for source in sources {
         match source {
-            IdentitySource::QueryString(name) => {
-                credentials.query.push((name.clone(), token.clone()))
-            }
-            IdentitySource::Header(name) => credentials
+            IdentitySource::QueryString(name) => target.query.push((name.clone(), token.clone())),
+            IdentitySource::Header(name) => target
                 .headers
                 .push((name.clone(), format!("Bearer {token}"))),
             IdentitySource::StageVariable(_) | IdentitySource::Context(_) => {}
         }
     }
-    Ok(credentials)
-}
-
-/// Clients of the gateway at `url`, with the template's credentials.
-pub fn target(url: String, facts: &TemplateFacts) -> Result<Target> {
-    Ok(Target {
-        url,
-        credentials: credentials(facts)?,
-    })
+    Ok(target)
 }

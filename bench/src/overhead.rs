@@ -62,20 +62,8 @@ pub struct Overhead {
     pub median_ratio: f64,
 }
 
-/// How many round trips and for how long.
-#[derive(Debug, Clone, Copy)]
-pub struct Plan {
-    /// Sequential round trips measured (after `warmup`).
-    pub round_trips: usize,
-    /// Round trips discarded first.
-    pub warmup: usize,
-    /// Clients of the throughput run.
-    pub clients: usize,
-    /// Warm-up of the throughput run.
-    pub load_warmup: Duration,
-    /// Measured window of the throughput run.
-    pub load_window: Duration,
-}
+/// Warm-up of the throughput run, before its measured window.
+const LOAD_WARMUP: Duration = Duration::from_secs(1);
 
 /// `bench echo-server`: a raw WebSocket echo on 127.0.0.1, printing its port.
 pub async fn echo_server() -> Result<()> {
@@ -171,8 +159,10 @@ pub async fn measure_side(
     target: &Target,
     server_pid: u32,
     gateway: bool,
-    plan: Plan,
+    plan: &crate::Plan,
 ) -> Result<Side> {
+    let warmup = plan.round_trips / 10;
+    let load_window = Duration::from_secs(plan.load_window_s);
     let is_reply: fn(&str) -> bool = if gateway { is_pong } else { is_echo };
     let handler_pids = || {
         if gateway {
@@ -183,15 +173,15 @@ pub async fn measure_side(
     };
     let (mut ws, _) = clients::connect(target).await?;
     let mut rtts = Vec::with_capacity(plan.round_trips);
-    for i in 0..plan.warmup + plan.round_trips {
+    for i in 0..warmup + plan.round_trips {
         let took = clients::round_trip(&mut ws, PING, is_reply).await?;
-        if i >= plan.warmup {
+        if i >= warmup {
             rtts.push(took.as_secs_f64() * 1e6);
         }
     }
     let _ = ws.close(None).await;
 
-    let (sockets, _, _) = clients::connect_many(target, plan.clients, 32).await?;
+    let (sockets, _, _) = clients::connect_many(target, plan.load_clients, 32).await?;
     let me = std::process::id();
     let before = (
         crate::sys::cpu_snapshot(&[server_pid]),
@@ -199,8 +189,8 @@ pub async fn measure_side(
         crate::sys::cpu_snapshot(&[me]),
     );
     let start = Instant::now() + Duration::from_millis(100);
-    let window_start = start + plan.load_warmup;
-    let window_end = window_start + plan.load_window;
+    let window_start = start + LOAD_WARMUP;
+    let window_end = window_start + load_window;
     let tasks: Vec<_> = sockets
         .into_iter()
         .map(|mut ws| {
@@ -241,19 +231,19 @@ pub async fn measure_side(
         handlers: per_message(&before.1, &crate::sys::cpu_snapshot(&handler_pids())),
         clients: per_message(&before.2, &crate::sys::cpu_snapshot(&[me])),
     };
-    let window = plan.load_window.as_secs_f64();
+    let window = load_window.as_secs_f64();
     Ok(Side {
         rtt_us: Summary::of(&rtts),
         per_second: loaded.len() as f64 / window,
         loaded_rtt_us: Summary::of(&loaded),
-        clients: plan.clients,
+        clients: plan.load_clients,
         window_s: window,
         cpu_us_per_message: cpu,
     })
 }
 
 /// Both sides, echo first (it leaves nothing behind).
-pub async fn measure(gateway: &Target, gateway_pid: u32, plan: Plan) -> Result<Overhead> {
+pub async fn measure(gateway: &Target, gateway_pid: u32, plan: &crate::Plan) -> Result<Overhead> {
     let echo = EchoProcess::start().await?;
     let echo_pid = echo.pid().unwrap_or_default();
     let raw = measure_side(&Target::plain(echo.url.clone()), echo_pid, false, plan).await;

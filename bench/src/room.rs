@@ -74,13 +74,6 @@ pub struct Room {
     pub tiers: Vec<Tier>,
 }
 
-impl Room {
-    /// The tier named `name`.
-    pub fn tier(&self, name: &str) -> Option<&Tier> {
-        self.tiers.iter().find(|t| t.tier == name)
-    }
-}
-
 /// A copy of the template whose fan-out event source mapping runs at most `concurrency`
 /// batches at once (`queuedFanout.maxConcurrency`), the one setting of the stage that is not
 /// an environment variable.

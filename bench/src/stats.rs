@@ -50,17 +50,6 @@ impl Summary {
             mean: sorted.iter().sum::<f64>() / n as f64,
         }
     }
-
-    /// `min / median / max` with `digits` decimals.
-    pub fn triple(&self, digits: usize) -> String {
-        format!(
-            "{:.d$} / {:.d$} / {:.d$}",
-            self.min,
-            self.median,
-            self.max,
-            d = digits
-        )
-    }
 }
 
 #[cfg(test)]

@@ -61,13 +61,6 @@ pub struct Storm {
     pub runs: Vec<Run>,
 }
 
-impl Storm {
-    /// The run with `ROOM_SHARDS` = `shards`.
-    pub fn run(&self, shards: &str) -> Option<&Run> {
-        self.runs.iter().find(|r| r.room_shards == shards)
-    }
-}
-
 /// Both storms, each with a fresh gateway and fresh tables.
 pub async fn measure(
     launch: &Launch,

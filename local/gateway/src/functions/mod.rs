@@ -17,6 +17,7 @@ mod runtime_api;
 
 pub use event_source::{EventSources, MappingError};
 pub use pool::FunctionPool;
+pub use runtime_api::RuntimeEndpoint;
 
 /// The largest response a synchronous invocation may return (6 MB, as Lambda).
 const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
