@@ -1,10 +1,12 @@
 //! `--watch` end to end: a gateway watching a copy of a small handler (tests/fixtures/
 //! watch-handler, std only, built in its own temporary folder) and its template, with a client
 //! connection held across every reload. An edit of the handler changes the next reply on the
-//! same connection, while an invocation in flight finishes on the old binary; an edit that does not compile is reported with the compiler's message and
-//! the old binary keeps answering; a route added to the template is served without a restart;
-//! a change a running gateway cannot take over is refused and named; a changed web file reaches
-//! an open page's event stream.
+//! same connection, while an invocation in flight finishes on the old binary; an edit that does
+//! not compile is reported with the compiler's message and the old binary keeps answering; a
+//! route added to the template is served without a restart, and a change of a stack source
+//! runs the synth (whose failure keeps the template); a change a running gateway cannot take
+//! over is refused and named; a file saved by renaming is seen every time; a changed web file
+//! reaches an open page's event stream.
 
 mod support;
 
@@ -134,6 +136,19 @@ impl Workspace {
 
     /// A gateway serving the template and watching `rust` as the Rust sources.
     async fn start_watching(&self, rust: Vec<PathBuf>) -> (Gateway, Watch) {
+        self.start_with(WatchOptions {
+            rust,
+            stack: Vec::new(),
+            web: Some(self.dir.join("web")),
+            build: self.build_command(),
+            synth: None,
+            debounce: Duration::from_millis(100),
+        })
+        .await
+    }
+
+    /// A gateway serving the template and watching as `watch` says.
+    async fn start_with(&self, watch: WatchOptions) -> (Gateway, Watch) {
         let mut options = Options::new(self.template_path());
         options.port = 0;
         options.stage = Some("dev".into());
@@ -141,16 +156,7 @@ impl Workspace {
         options.dynamodb = DynamoDb::External("http://127.0.0.1:9".into());
         options.web_dir = Some(self.dir.join("web"));
         let gateway = Gateway::start(options).await.expect("the gateway starts");
-        let watch = gateway
-            .watch(WatchOptions {
-                rust,
-                stack: Vec::new(),
-                web: Some(self.dir.join("web")),
-                build: self.build_command(),
-                synth: None,
-                debounce: Duration::from_millis(100),
-            })
-            .expect("watching starts");
+        let watch = gateway.watch(watch).expect("watching starts");
         (gateway, watch)
     }
 }
@@ -383,5 +389,67 @@ async fn a_watched_file_saved_by_renaming_a_new_one_over_it_is_seen_every_time()
             "save {n} of the manifest reloads"
         );
     }
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_source_change_runs_the_synth_and_a_failed_synth_keeps_the_template() {
+    let workspace = Workspace::new("synth");
+    // What the "synth" writes: the template with a route `extra`.
+    workspace.write_template(&["extra"], "", json!({}));
+    let next = workspace.dir.join("next.template.json");
+    std::fs::rename(workspace.template_path(), &next).expect("keep the next template");
+    workspace.write_template(&[], "", json!({}));
+    let stack = workspace.dir.join("stack");
+    std::fs::create_dir_all(&stack).expect("stack dir");
+    std::fs::write(stack.join("app.txt"), "v1\n").expect("stack source");
+    // A stand-in for `make synth-dev`: fails while the source says `broken`.
+    let synth = format!(
+        "if grep -q broken '{source}'; then echo 'synth error: the stack is broken' >&2; exit 1; fi; cp '{next}' '{template}'",
+        source = stack.join("app.txt").display(),
+        next = next.display(),
+        template = workspace.template_path().display()
+    );
+    let (gateway, mut watch) = workspace
+        .start_with(WatchOptions {
+            rust: Vec::new(),
+            stack: vec![stack.clone()],
+            web: None,
+            build: "false".into(),
+            synth: Some(synth),
+            debounce: Duration::from_millis(100),
+        })
+        .await;
+    let mut client = connect(&gateway).await;
+
+    std::fs::write(stack.join("app.txt"), "broken\n").expect("edit");
+    match next_reload(&mut watch).await {
+        Reload::StackFailed { problem, .. } => {
+            assert!(
+                problem.contains("synth error: the stack is broken"),
+                "{problem}"
+            );
+            assert!(problem.contains("the synth failed"), "{problem}");
+        }
+        other => panic!("expected the synth's failure, got: {other}"),
+    }
+    assert_eq!(
+        reply(&mut client, json!({"action": "extra"})).await,
+        "v1 $default ",
+        "the template before keeps serving"
+    );
+
+    std::fs::write(stack.join("app.txt"), "v2\n").expect("edit");
+    match next_reload(&mut watch).await {
+        Reload::Stack { synth, change, .. } => {
+            assert!(synth.is_some(), "the synth ran");
+            assert_eq!(change.items, ["routes +extra"]);
+        }
+        other => panic!("expected the synthesized template applied, got: {other}"),
+    }
+    assert_eq!(
+        reply(&mut client, json!({"action": "extra"})).await,
+        "v1 extra "
+    );
     gateway.shutdown().await;
 }
