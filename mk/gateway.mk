@@ -6,6 +6,9 @@ GATEWAY_PORT ?= 3001
 GATEWAY_FLAGS ?=
 # `make dev` watches the sources and reloads under the open connections; `make dev WATCH=0` does not.
 WATCH ?= 1
+# The synth the watching gateway runs on a stack change. Expanded here, not in the recipe: a
+# recipe line that expands $(MAKE) is run even by `make -n`, which would start the gateway.
+WATCH_SYNTH := $(MAKE) --no-print-directory synth-dev
 # Where cargo puts host debug builds (the handlers the gateway runs, and the gateway itself).
 GATEWAY_BIN_DIR := $(or $(CARGO_TARGET_DIR),target)/debug
 # The local HS256 key: the value of the stage's Secrets Manager secret when the gateway runs
@@ -55,7 +58,7 @@ dev-gateway: $(NODE_STAMP) $(JAVA_STAMP) gateway-bins $(JWT_SECRET_FILE) ## run 
 	  --stage $(STAGE) --port $(GATEWAY_PORT) --bin-dir $(GATEWAY_BIN_DIR) \
 	  --jwt-secret-file $(JWT_SECRET_FILE) --web-dir web \
 	  $(if $(filter 0,$(WATCH)),,--watch --build-command 'cargo build --workspace --bins' \
-	    --synth-command '$(MAKE) --no-print-directory synth-dev STAGE=$(STAGE)') $(GATEWAY_FLAGS)
+	    --synth-command '$(WATCH_SYNTH) STAGE=$(STAGE)') $(GATEWAY_FLAGS)
 
 # Works with or without a running gateway. The token comes alone on the first line (for
 # scripts: `make -s token USER=bob | head -n1`), then how to use it, written at once (by cat: the
