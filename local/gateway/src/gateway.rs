@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::database::Database;
-use crate::functions::{binary_path, EventSources, HostSettings, MappingError};
+use crate::functions::{missing_binary, EventSources, HostSettings, MappingError};
 use crate::iam::actions::Arns;
 use crate::iam::{Guard, RoleError};
 use crate::listener::{ClientInfo, RecordingListener};
@@ -495,14 +495,8 @@ fn read_api(
         },
     };
     let api = template.api(&stage, local)?;
-    for function in api.functions.values() {
-        let path = binary_path(&options.bin_dir, &function.binary);
-        if !path.is_file() {
-            return Err(StartError::MissingBinary {
-                path,
-                function: function.logical_id.clone(),
-            });
-        }
+    if let Some((path, function)) = missing_binary(&options.bin_dir, api.functions.values()) {
+        return Err(StartError::MissingBinary { path, function });
     }
     Ok(api)
 }

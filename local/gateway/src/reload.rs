@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tracing::warn;
 
-use crate::functions::{binary_path, EventSources, FunctionPool, HostSettings};
+use crate::functions::{missing_binary, EventSources, FunctionPool, HostSettings};
 use crate::iam::RoleError;
 use crate::state::{Shared, Stack};
 use crate::tables::{self, TableError, LOCAL_ACCESS_KEY};
@@ -112,14 +112,10 @@ impl Reloader {
         let template = Template::load(&self.template)?;
         let current = self.shared.stack();
         let api = template.api(&current.api.stage.name, &self.local)?;
-        for function in api.functions.values() {
-            let path = binary_path(&self.settings.bin_dir, &function.binary);
-            if !path.is_file() {
-                return Err(ReloadError::MissingBinary {
-                    path,
-                    function: function.logical_id.clone(),
-                });
-            }
+        if let Some((path, function)) =
+            missing_binary(&self.settings.bin_dir, api.functions.values())
+        {
+            return Err(ReloadError::MissingBinary { path, function });
         }
         let not_live = not_live(&current.api, &api);
         if !not_live.is_empty() {

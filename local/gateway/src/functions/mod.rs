@@ -79,6 +79,18 @@ pub fn binary_path(bin_dir: &Path, binary: &str) -> PathBuf {
     }
 }
 
+/// The first function of `functions` whose binary is not a file in `bin_dir`: its expected
+/// path and logical id.
+pub fn missing_binary<'a>(
+    bin_dir: &Path,
+    functions: impl IntoIterator<Item = &'a crate::template::FunctionSpec>,
+) -> Option<(PathBuf, String)> {
+    functions.into_iter().find_map(|function| {
+        let path = binary_path(bin_dir, &function.binary);
+        (!path.is_file()).then(|| (path, function.logical_id.clone()))
+    })
+}
+
 /// A Lambda request id (a UUID v4).
 pub(crate) fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()

@@ -146,18 +146,11 @@ impl FunctionPool {
     }
 
     /// Starts a new generation: idle processes stop now, busy ones once their invocation is
-    /// answered, and every later invocation runs the binary as it is on disk now. Returns the
-    /// new generation.
-    pub fn refresh(&self) -> u64 {
+    /// answered, and every later invocation runs the binary as it is on disk now.
+    pub fn refresh(&self) {
         *lock(&self.stamp) = BinaryStamp::of(&self.binary);
-        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.stop_idle();
-        generation
-    }
-
-    /// How many times the pool has been refreshed.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
     }
 
     /// Lets the pool's invocations in flight finish, then keeps no process: a pool with the
@@ -187,9 +180,7 @@ impl FunctionPool {
 
     /// The process ids of the function's live processes.
     pub fn process_ids(&self) -> Vec<u32> {
-        self.all
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.all)
             .iter()
             .filter(|p| p.is_alive())
             .map(|p| p.pid.load(Ordering::Acquire))
@@ -330,10 +321,7 @@ impl FunctionPool {
     }
 
     fn forget(&self, process: &Arc<Process>) {
-        self.all
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|p| !Arc::ptr_eq(p, process));
+        lock(&self.all).retain(|p| !Arc::ptr_eq(p, process));
     }
 
     async fn spawn(&self) -> Result<Arc<Process>, InvokeError> {
@@ -395,14 +383,8 @@ impl FunctionPool {
             tokio::spawn(forward_lines(name.clone(), err));
         }
         let supervisor = tokio::spawn(supervise(child, process.clone(), server, name));
-        *process
-            .done
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(supervisor);
-        self.all
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(process.clone());
+        *lock(&process.done) = Some(supervisor);
+        lock(&self.all).push(process.clone());
         Ok(process)
     }
 
@@ -417,25 +399,13 @@ impl FunctionPool {
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
         self.slots.close();
-        self.idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
-        let all: Vec<_> = std::mem::take(
-            &mut *self
-                .all
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        lock(&self.idle).clear();
+        let all: Vec<_> = std::mem::take(&mut *lock(&self.all));
         for process in &all {
             process.kill();
         }
         for process in all {
-            let handle = process
-                .done
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
+            let handle = lock(&process.done).take();
             if let Some(handle) = handle {
                 let _ = handle.await;
             }
@@ -494,11 +464,7 @@ impl Process {
     }
 
     fn exit_description(&self) -> String {
-        match *self
-            .exit
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
+        match *lock(&self.exit) {
             Some(status) => status.to_string(),
             None => "no exit status".to_owned(),
         }
@@ -527,10 +493,7 @@ async fn supervise(mut child: Child, process: Arc<Process>, server: JoinHandle<(
             } else {
                 debug!(function = %name, "handler process exited: {status}");
             }
-            *process
-                .exit
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status);
+            *lock(&process.exit) = Some(status);
         }
         Err(error) => warn!(function = %name, "cannot wait for the handler process: {error}"),
     }
